@@ -1,0 +1,1 @@
+//! Cinnabar: a self-hosted videoconferencing server (SFU) speaking Galène's protocol.
