@@ -1,0 +1,25 @@
+//! Signalling frontends: each translates one wire protocol into calls on the group core
+//! and the core's events back into its wire format. No frontend imports another.
+
+pub mod galene;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::group::Registry;
+
+/// Largest WebSocket message any frontend accepts.
+pub const MAX_MESSAGE_SIZE: usize = 1 << 20;
+
+/// What every frontend connection needs from the server.
+pub struct Context {
+    pub registry: Arc<Registry>,
+    pub config: Arc<Config>,
+    /// Cancelled when the server shuts down: connections close.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them to say goodbye.
+    pub connections: TaskTracker,
+}
