@@ -52,6 +52,27 @@ async fn silent_clients_are_dropped_after_the_handshake_deadline() {
 }
 
 #[tokio::test]
+async fn silent_clients_are_pinged_then_dropped() {
+    let server = Server::start(&[("demo", &demo())]);
+    let mut c = Client::join(&server.ws_url(), "a", "demo", "alice", "").await;
+    c.drain(QUIET).await;
+    let started = Instant::now();
+    let ping = c
+        .recv_within(Duration::from_secs(30))
+        .await
+        .expect("a ping within 30 s");
+    assert_eq!(ping["type"], "ping");
+    assert!(
+        started.elapsed() >= Duration::from_secs(15),
+        "pinged after ~20 s of silence"
+    );
+    // Staying silent (not even a pong) gets the client dropped at ~45 s.
+    let closed = c.closed_within(Duration::from_secs(40)).await;
+    assert_eq!(closed.code, 1001);
+    assert!(started.elapsed() >= Duration::from_secs(40));
+}
+
+#[tokio::test]
 async fn ping_is_answered_with_pong() {
     let server = Server::start(&[("demo", &demo())]);
     let mut c = Client::connect(&server.ws_url(), "a").await;
@@ -344,11 +365,33 @@ async fn history_keeps_the_last_fifty_within_max_age() {
 
 #[tokio::test]
 async fn chat_needs_the_message_permission() {
-    let server = Server::start(&[("g", &group_with_op("observe", ""))]);
+    let server = Server::start(&[(
+        "g",
+        r#"{"users": {"boss": {"password": "secret", "permissions": "op"},
+                      "speaker": {"password": "talk", "permissions": "present"}},
+            "wildcard-user": {"password": {"type": "wildcard"}, "permissions": "observe"}}"#,
+    )]);
     let url = server.ws_url();
     let mut quiet = Client::join(&url, "q", "g", "quiet", "").await;
     quiet.chat("can I speak?").await;
     assert_eq!(quiet.recv_error().await, "not authorised");
+    // Captions need their own permission: presenters have none, operators do.
+    let mut presenter = Client::join(&url, "p", "g", "speaker", "talk").await;
+    let caption = json!({"type": "chat", "source": "p", "username": "speaker",
+                         "kind": "caption", "value": "[music]"});
+    presenter.send(caption.clone()).await;
+    assert_eq!(presenter.recv_error().await, "not authorised");
+    let mut captioner = Client::join(&url, "cap", "g", "boss", "secret").await;
+    let mut caption = caption;
+    caption["source"] = json!("cap");
+    caption["username"] = json!("boss");
+    captioner.send(caption).await;
+    let seen = quiet.recv_type("chat").await;
+    assert_eq!(
+        (seen["kind"].as_str(), seen["value"].as_str()),
+        (Some("caption"), Some("[music]"))
+    );
+
     let mut outsider = Client::connect(&url, "o").await;
     outsider
         .send(json!({"type": "chat", "source": "o", "value": "hi"}))
