@@ -275,6 +275,33 @@ async fn forwards_every_packet_to_two_subscribers() {
         .map(|s| s.peer.stats().track(Kind::Video).expect("video").ssrc)
         .collect();
     assert_ne!(ssrcs[0], ssrcs[1], "each subscriber has its own SSRC");
+    // RTCP both ways: our SRs reach the subscribers and their RRs give an
+    // RTT; our RRs upstream echo the publisher's SRs.
+    for sub in &subs {
+        wait_for("sender reports at the subscriber", || {
+            sub.peer.stats().sender_reports > 0
+        })
+        .await;
+        wait_for("an RTT for the subscriber", || {
+            video_stats(&media, &sub.down).rtt_ms.is_some()
+        })
+        .await;
+    }
+    wait_for("receiver reports echoing the publisher's SRs", || {
+        publisher.peer.stats().receiver_reports_with_lsr > 0
+    })
+    .await;
+    let up = media
+        .stats()
+        .up
+        .into_iter()
+        .next()
+        .expect("up stream stats");
+    assert_eq!(up.tracks.len(), 2);
+    assert!(
+        up.tracks.iter().all(|t| t.packets > 0 && t.total_lost == 0),
+        "{up:?}"
+    );
     publisher.up.close().await;
     for s in &subs {
         s.peer.close().await;
@@ -374,9 +401,15 @@ async fn subscriber_loss_is_repaired_from_the_cache() {
 async fn upstream_loss_is_nacked_by_the_server() {
     let media = media().await;
     let mut config = av_publisher(Some(90), 30, Some(150));
-    config.drop_outgoing = Some(drop_video(|i| i % 10 == 5));
+    // Not the last packets: a hole is noticed when later packets arrive.
+    config.drop_outgoing = Some(drop_video(|i| i % 10 == 5 && i < 250));
     let publisher = publish(&media, config).await;
-    let sub = subscribe(&media, &publisher.up, BOTH, SubscriberConfig::default()).await;
+    // A subscriber that never NACKs: only the server's own NACKs can repair.
+    let no_nack = SubscriberConfig {
+        no_nack: true,
+        ..Default::default()
+    };
+    let sub = subscribe(&media, &publisher.up, BOTH, no_nack).await;
     publisher.peer.start();
     wait_for("the publisher to finish", || publisher.peer.stats().done).await;
     let sent = publisher.peer.stats();
@@ -397,6 +430,10 @@ async fn upstream_loss_is_nacked_by_the_server() {
     let video = track.track(Kind::Video).expect("video");
     assert_eq!(video.missing_seqs(), Vec::<i64>::new());
     assert_eq!(video.probes.len(), sent.video_packets as usize);
+    assert!(
+        track.rtcp_sent.nacks.is_empty(),
+        "the subscriber did not NACK"
+    );
     publisher.up.close().await;
     sub.peer.close().await;
     publisher.peer.close().await;

@@ -446,9 +446,7 @@ impl UpStream {
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
-        for down in downs {
-            down.close().await;
-        }
+        futures_util::future::join_all(downs.iter().map(|d| d.close())).await;
         let pc = lock(&self.pc).take();
         if let Some(pc) = pc
             && let Err(e) = pc.close().await

@@ -110,6 +110,7 @@ pub(crate) fn opus_capability() -> RTCRtpCodecCapability {
 enum Role {
     Publisher,
     Subscriber,
+    SubscriberWithoutNack,
 }
 
 /// A webrtc-rs API for one peer: VP8 and Opus, our loss interceptor first
@@ -152,6 +153,7 @@ fn build_api(netsim: &Arc<NetSim>, role: Role, loopback_only: bool) -> Result<AP
             ));
             registry.add(Box::new(ReceiverReport::builder()));
         }
+        Role::SubscriberWithoutNack => registry.add(Box::new(ReceiverReport::builder())),
     }
     let mut settings = SettingEngine::default();
     settings.set_include_loopback_candidate(true);

@@ -16,6 +16,7 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use webrtc::rtcp::receiver_report::ReceiverReport;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
@@ -106,6 +107,9 @@ pub struct PublisherStats {
     pub firs: u32,
     /// Every REMB value received, in order.
     pub rembs: Vec<u64>,
+    /// Receiver reports received, and those echoing one of our SRs.
+    pub receiver_reports: u32,
+    pub receiver_reports_with_lsr: u32,
     /// Packets whose first transmission was dropped on purpose.
     pub dropped: Vec<DroppedPacket>,
     /// Both streams reached their configured length.
@@ -330,6 +334,11 @@ async fn read_rtcp(
                     shared.force_keyframe.store(true, Ordering::Relaxed);
                 } else if let Some(remb) = p.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
                     state.stats.rembs.push(remb.bitrate as u64);
+                } else if let Some(rr) = p.downcast_ref::<ReceiverReport>() {
+                    state.stats.receiver_reports += 1;
+                    if rr.reports.iter().any(|r| r.last_sender_report != 0) {
+                        state.stats.receiver_reports_with_lsr += 1;
+                    }
                 }
             }
             state.stats.retransmitted += resend.len() as u32;

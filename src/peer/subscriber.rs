@@ -13,7 +13,9 @@ use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use webrtc::rtcp::sender_report::SenderReport;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::rtp_receiver::RTCRtpReceiver;
 use webrtc::track::track_remote::TrackRemote;
 
 use super::netsim::{DropFilter, DroppedPacket, NetSim, RtcpLog};
@@ -24,6 +26,8 @@ use super::{Candidates, Kind, PeerError, Role, build_api, wait_connected, wire_p
 pub struct SubscriberConfig {
     /// Lose the first copy of the incoming packets it selects.
     pub drop_incoming: Option<DropFilter>,
+    /// Do not NACK lost packets (only the server's own NACKs can repair them).
+    pub no_nack: bool,
     /// Gather candidates on every interface, not only loopback.
     pub all_interfaces: bool,
 }
@@ -111,6 +115,8 @@ pub struct SubscriberStats {
     pub tracks: Vec<RecvTrackStats>,
     /// RTCP we sent (NACKs from the generator, PLIs, REMBs, RRs).
     pub rtcp_sent: RtcpLog,
+    /// Sender reports received.
+    pub sender_reports: u32,
     /// Packets whose first copy was dropped on purpose.
     pub dropped: Vec<DroppedPacket>,
 }
@@ -123,6 +129,7 @@ impl SubscriberStats {
 
 struct Shared {
     tracks: Mutex<Vec<RecvTrackStats>>,
+    sender_reports: AtomicU32,
     video_ssrc: AtomicU32,
     remb: AtomicU64,
 }
@@ -145,21 +152,33 @@ pub struct Subscriber {
 impl Subscriber {
     pub async fn new(config: SubscriberConfig) -> Result<Subscriber, PeerError> {
         let netsim = NetSim::new(config.drop_incoming.clone(), None);
-        let api = build_api(&netsim, Role::Subscriber, !config.all_interfaces)?;
+        let role = if config.no_nack {
+            Role::SubscriberWithoutNack
+        } else {
+            Role::Subscriber
+        };
+        let api = build_api(&netsim, role, !config.all_interfaces)?;
         let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await?);
         let (candidates, state) = wire_pc(&pc);
         let shared = Arc::new(Shared {
             tracks: Mutex::new(vec![]),
+            sender_reports: AtomicU32::new(0),
             video_ssrc: AtomicU32::new(0),
             remb: AtomicU64::new(0),
         });
         let cancel = CancellationToken::new();
         let on_track_shared = shared.clone();
         let on_track_cancel = cancel.clone();
-        pc.on_track(Box::new(move |track, _receiver, _transceiver| {
+        pc.on_track(Box::new(move |track, receiver, _transceiver| {
             tokio::spawn(read_track(
                 on_track_shared.clone(),
                 track,
+                on_track_cancel.clone(),
+            ));
+            // Reading RTCP lets the report interceptor see our SRs (LSR).
+            tokio::spawn(read_rtcp(
+                on_track_shared.clone(),
+                receiver,
                 on_track_cancel.clone(),
             ));
             Box::pin(async {})
@@ -240,6 +259,7 @@ impl Subscriber {
         SubscriberStats {
             tracks: lock(&self.shared.tracks).clone(),
             rtcp_sent: self.netsim.rtcp_sent(),
+            sender_reports: self.shared.sender_reports.load(Ordering::Relaxed),
             dropped: self.netsim.dropped_incoming(),
         }
     }
@@ -276,6 +296,25 @@ async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, cancel: Cancel
             },
         };
         lock(&shared.tracks)[index].record(&packet);
+    }
+}
+
+async fn read_rtcp(shared: Arc<Shared>, receiver: Arc<RTCRtpReceiver>, cancel: CancellationToken) {
+    loop {
+        let packets = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = receiver.read_rtcp() => match r {
+                Ok((packets, _)) => packets,
+                Err(_) => return,
+            },
+        };
+        let srs = packets
+            .iter()
+            .filter(|p| p.as_any().downcast_ref::<SenderReport>().is_some())
+            .count();
+        shared
+            .sender_reports
+            .fetch_add(srs as u32, Ordering::Relaxed);
     }
 }
 
