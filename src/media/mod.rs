@@ -1,0 +1,666 @@
+//! The SFU: receives each publisher's RTP and forwards it to subscribers.
+//!
+//! This is the only module that imports `webrtc`. It knows nothing of
+//! groups, users or signalling formats: it takes SDP strings and candidate
+//! JSON, returns SDP strings, and reports through an [`EventSink`].
+//!
+//! # Model
+//!
+//! One PeerConnection per published stream ([`UpStream`]) and one per
+//! (subscriber, stream) ([`DownStream`]), as in Galène.
+//!
+//! ```text
+//!  publisher ──RTP──▶ UpTrack reader task ──try_send──▶ DownTrack queue ──▶ writer task ──▶ subscriber
+//!       ▲              (owns: packet cache,              (bounded; video        (owns: seqno map,
+//!       │               loss bitmap, jitter,              overflow drops the     SSRC/PT/ts rewrite,
+//!       │               rate, PLI limiter,                rest of the frame)     SR every 500 ms)
+//!       │               NACK aggregator,                       ▲
+//!       │               its list of down tracks)               │ retransmissions
+//!       │                  ▲        ▲                          │
+//!       │       NACK (cache│miss),  │ Nack{seqnos} / Keyframe  │
+//!       └─ PLI, RR ◀───────┘        └──────────── down RTCP task ◀──RTCP── subscriber
+//!          REMB ◀── up RTCP task (min over subscribers' REMB and loss estimates, every 1 s)
+//! ```
+//!
+//! * Each up track has ONE reader task, an actor that owns all the state
+//!   touched per packet (cache, statistics, the list of its down tracks).
+//!   Everything else talks to it through an unbounded control channel, so
+//!   the per-packet path takes no lock of ours.
+//! * A down track ([`down`]) is our own `TrackLocal`. Its writer task maps
+//!   sequence numbers ([`packetmap`]) and rewrites SSRC, payload type and
+//!   timestamp per subscriber, so retransmissions and drops concern one
+//!   subscriber only. A slow subscriber fills its own bounded queue and
+//!   loses packets (to the end of the frame, for video); the others do not
+//!   notice.
+//! * RTCP is ours: webrtc-rs runs no interceptor. Subscriber NACKs are
+//!   answered from the cache, what it lacks is NACKed upstream after 50 ms
+//!   ([`rtcp::NackAggregator`]); holes in the publisher's stream are NACKed
+//!   about 20 ms after they appear; PLI and FIR become at most one PLI per
+//!   500 ms ([`rtcp::KeyframeLimiter`]); a new subscriber gets the cached
+//!   GOP or a PLI; REMB and loss-based estimates ([`rate`]) make one REMB
+//!   per second; RR upstream every second, SR downstream every 500 ms.
+//! * The logic lives in plain structs that take `now` and do no I/O
+//!   ([`packetcache`], [`packetmap`], [`rtcp`], [`rate`], [`jitter`],
+//!   [`codecs`]); the tasks in [`up`] and [`down`] are thin around them.
+//!
+//! # Events
+//!
+//! [`MediaEvent::LocalCandidate`] may fire before `publish`, `subscribe` or
+//! `restart_ice` has returned: the sink should queue candidates behind the
+//! SDP it is about to send (pushing both into one client queue does this).
+//! `Connected` fires when the PeerConnection connects (for a down stream, it
+//! is also when forwarding starts), `Failed` when ICE fails (the caller may
+//! restart ICE or close), and `Closed` exactly once, whatever closed it.
+//!
+//! # Limits
+//!
+//! Simulcast is refused at negotiation (the `a=simulcast` and `a=rid` lines
+//! are removed from offers, so browsers send one layer); IPv4 only; SVC
+//! layers are forwarded, not selected.
+
+mod codecs;
+mod down;
+mod jitter;
+mod packetcache;
+mod packetmap;
+mod rate;
+mod rtcp;
+mod up;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use serde::{Deserialize, Serialize};
+use webrtc::api::media_engine::MediaEngine;
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{API, APIBuilder};
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice::network_type::NetworkType;
+use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
+use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
+use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::ice_transport::ice_server::RTCIceServer;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::rtp_transceiver::RTCPFeedback;
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
+};
+
+pub use codecs::{Codec, MediaKind, UnknownCodec};
+pub use down::DownStream;
+pub use up::UpStream;
+
+/// How the media module listens and what it advertises.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MediaConfig {
+    pub udp: UdpConfig,
+    /// STUN/TURN servers used for our own candidates (clients get them from
+    /// the caller, in their RTC configuration).
+    pub ice_servers: Vec<IceServer>,
+    /// Addresses of this machine to advertise in host candidates; empty
+    /// means every interface plus loopback.
+    pub advertise_ips: Vec<IpAddr>,
+}
+
+/// UDP sockets for media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpConfig {
+    /// One socket for every connection (`0` picks an ephemeral port).
+    Mux { port: u16 },
+    /// One socket per connection, from this port range.
+    Range { min: u16, max: u16 },
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig::Mux { port: 0 }
+    }
+}
+
+/// A STUN or TURN server, as in `RTCIceServer`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Identifies a stream in [`MediaStats`]; assigned by [`Media`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct StreamId(pub u64);
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What happens to a stream, reported from media tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// A local ICE candidate, as `RTCIceCandidateInit` JSON, to send to the peer.
+    LocalCandidate(serde_json::Value),
+    Connected,
+    /// ICE failed; the stream stays open until closed.
+    Failed,
+    /// The stream is closed and its resources released. Sent once.
+    Closed,
+}
+
+/// Receives a stream's events; called from media tasks, so it must not block.
+pub type EventSink = Arc<dyn Fn(MediaEvent) + Send + Sync>;
+
+/// Which tracks of an up stream a subscriber gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackSelection {
+    /// The first audio track.
+    pub audio: bool,
+    pub video: VideoSelection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoSelection {
+    None,
+    /// The first video track (Galène's `video`).
+    High,
+    /// The last video track (Galène's `video-low`).
+    Low,
+}
+
+/// A track of an up stream, known once its offer is negotiated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrackInfo {
+    pub kind: MediaKind,
+    pub codec: Codec,
+    pub mid: String,
+}
+
+/// Errors, worded to be shown to a user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    #[error("invalid session description: {0}")]
+    InvalidSdp(String),
+    #[error("negotiation failed: {0}")]
+    Negotiation(String),
+    #[error("none of the offered codecs is allowed here (allowed: {0})")]
+    NoCommonCodec(String),
+    #[error("no codec is allowed")]
+    NoCodecs,
+    #[error("the stream has no track matching the request")]
+    NothingToSend,
+    #[error("invalid ICE candidate: {0}")]
+    InvalidCandidate(String),
+    #[error("the stream is closed")]
+    Closed,
+    #[error("cannot set up media sockets: {0}")]
+    Socket(String),
+    #[error("internal media error: {0}")]
+    Internal(String),
+}
+
+impl From<webrtc::Error> for MediaError {
+    fn from(e: webrtc::Error) -> Self {
+        MediaError::Internal(e.to_string())
+    }
+}
+
+/// Per-track statistics of an up stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpTrackStats {
+    pub kind: MediaKind,
+    pub codec: Codec,
+    pub bitrate: u64,
+    pub packet_rate: u32,
+    /// Fraction of packets lost over the last second, 0 to 1.
+    pub loss: f64,
+    pub total_lost: u32,
+    pub jitter_ms: f64,
+    pub packets: u64,
+    pub keyframes: u64,
+    /// NACK pairs and PLIs we sent to the publisher.
+    pub nacks_sent: u64,
+    pub plis_sent: u64,
+    pub subscribers: usize,
+}
+
+/// Per-track statistics of a down stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DownTrackStats {
+    pub kind: MediaKind,
+    pub codec: Codec,
+    pub bitrate: u64,
+    pub packets: u64,
+    /// Loss reported by the subscriber, 0 to 1.
+    pub loss: f64,
+    pub jitter_ms: f64,
+    pub rtt_ms: Option<f64>,
+    /// The subscriber's last REMB, if recent.
+    pub remb: Option<u64>,
+    /// Our loss-based estimate of what it can take.
+    pub estimate: u64,
+    pub nacks_received: u64,
+    pub retransmitted: u64,
+    pub plis_received: u64,
+    /// Packets dropped because its queue was full.
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpStreamStats {
+    pub id: StreamId,
+    pub tracks: Vec<UpTrackStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DownStreamStats {
+    pub id: StreamId,
+    /// The up stream it receives.
+    pub up: StreamId,
+    pub tracks: Vec<DownTrackStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct MediaStats {
+    pub up: Vec<UpStreamStats>,
+    pub down: Vec<DownStreamStats>,
+}
+
+/// Live resources, to check that closing releases everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct MediaCounts {
+    /// PeerConnections not yet dropped.
+    pub peer_connections: usize,
+    pub up_streams: usize,
+    pub down_streams: usize,
+    /// Our tasks still running.
+    pub tasks: usize,
+    /// Packet caches alive and the payload bytes they hold.
+    pub caches: usize,
+    pub cached_bytes: usize,
+}
+
+/// State shared by the factory and every stream: counters and registry.
+pub(crate) struct Shared {
+    next_id: AtomicU64,
+    tasks: AtomicUsize,
+    caches: AtomicUsize,
+    pcs: Mutex<Vec<Weak<RTCPeerConnection>>>,
+    ups: Mutex<HashMap<StreamId, Weak<UpStream>>>,
+    downs: Mutex<HashMap<StreamId, Weak<DownStream>>>,
+    clock: rtcp::NtpClock,
+    rtc_config: RTCConfiguration,
+}
+
+/// Locks a std mutex, ignoring poisoning: our critical sections leave the
+/// data consistent even if a panic interrupted them.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn next_id(&self) -> StreamId {
+        StreamId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn add_pc(&self, pc: &Arc<RTCPeerConnection>) {
+        let mut pcs = lock(&self.pcs);
+        pcs.retain(|w| w.strong_count() > 0);
+        pcs.push(Arc::downgrade(pc));
+    }
+
+    /// Spawn a task counted in [`MediaCounts::tasks`].
+    pub(crate) fn spawn<F>(self: &Arc<Self>, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        struct Guard(Arc<Shared>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.tasks.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.tasks.fetch_add(1, Ordering::Relaxed);
+        let guard = Guard(self.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            fut.await;
+        });
+    }
+
+    pub(crate) fn cache_created(&self) {
+        self.caches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn cache_dropped(&self) {
+        self.caches.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The media factory. Build one with [`Media::new`] and share it.
+pub struct Media {
+    shared: Arc<Shared>,
+    udp: UDPNetwork,
+    udp_port: Option<u16>,
+    advertise_ips: Vec<IpAddr>,
+    apis: Mutex<HashMap<Vec<Codec>, Arc<API>>>,
+}
+
+impl Media {
+    pub async fn new(config: MediaConfig) -> Result<Arc<Media>, MediaError> {
+        let (udp, udp_port) = match config.udp {
+            UdpConfig::Mux { port } => {
+                let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+                let socket = tokio::net::UdpSocket::bind(addr)
+                    .await
+                    .map_err(|e| MediaError::Socket(format!("UDP port {port}: {e}")))?;
+                let port = socket
+                    .local_addr()
+                    .map_err(|e| MediaError::Socket(e.to_string()))?
+                    .port();
+                let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
+                (UDPNetwork::Muxed(mux), Some(port))
+            }
+            UdpConfig::Range { min, max } => {
+                let range = EphemeralUDP::new(min, max)
+                    .map_err(|e| MediaError::Socket(format!("port range {min}-{max}: {e}")))?;
+                (UDPNetwork::Ephemeral(range), None)
+            }
+        };
+        let rtc_config = RTCConfiguration {
+            ice_servers: config
+                .ice_servers
+                .iter()
+                .map(|s| RTCIceServer {
+                    urls: s.urls.clone(),
+                    username: s.username.clone().unwrap_or_default(),
+                    credential: s.credential.clone().unwrap_or_default(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        Ok(Arc::new(Media {
+            shared: Arc::new(Shared {
+                next_id: AtomicU64::new(1),
+                tasks: AtomicUsize::new(0),
+                caches: AtomicUsize::new(0),
+                pcs: Mutex::new(vec![]),
+                ups: Mutex::new(HashMap::new()),
+                downs: Mutex::new(HashMap::new()),
+                clock: rtcp::NtpClock::new(),
+                rtc_config,
+            }),
+            udp,
+            udp_port,
+            advertise_ips: config.advertise_ips,
+            apis: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The UDP port shared by every connection, in mux mode.
+    pub fn udp_port(&self) -> Option<u16> {
+        self.udp_port
+    }
+
+    /// The webrtc-rs API for a codec set, built once per set.
+    fn api(&self, codecs: &[Codec]) -> Result<Arc<API>, MediaError> {
+        if codecs.is_empty() {
+            return Err(MediaError::NoCodecs);
+        }
+        let mut key = codecs.to_vec();
+        key.dedup();
+        let mut apis = lock(&self.apis);
+        if let Some(api) = apis.get(&key) {
+            return Ok(api.clone());
+        }
+        let api = Arc::new(self.build_api(&key)?);
+        apis.insert(key, api.clone());
+        Ok(api)
+    }
+
+    fn build_api(&self, codecs: &[Codec]) -> Result<API, MediaError> {
+        let mut engine = MediaEngine::default();
+        for &codec in codecs {
+            engine.register_codec(codec_parameters(codec), rtp_codec_type(codec.kind()))?;
+        }
+        // The MID extension lets webrtc-rs route RTP of m-lines without
+        // a=ssrc; everything else is stripped on forwarding anyway.
+        for kind in [RTPCodecType::Audio, RTPCodecType::Video] {
+            engine.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: webrtc::sdp::extmap::SDES_MID_URI.to_owned(),
+                },
+                kind,
+                None,
+            )?;
+        }
+        let mut settings = SettingEngine::default();
+        settings.set_udp_network(self.udp.clone());
+        settings.set_include_loopback_candidate(true);
+        settings.set_network_types(vec![NetworkType::Udp4]);
+        settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+        // Retransmissions arrive late: a 64-packet window would reject them.
+        settings.set_srtp_replay_protection_window(512);
+        if !self.advertise_ips.is_empty() {
+            let ips = self.advertise_ips.clone();
+            settings.set_ip_filter(Box::new(move |ip| ips.contains(&ip)));
+        }
+        // No interceptor: NACK, RR, SR, REMB and PLI are ours.
+        Ok(APIBuilder::new()
+            .with_media_engine(engine)
+            .with_setting_engine(settings)
+            .with_interceptor_registry(Registry::new())
+            .build())
+    }
+
+    async fn new_peer_connection(
+        &self,
+        codecs: &[Codec],
+    ) -> Result<Arc<RTCPeerConnection>, MediaError> {
+        let api = self.api(codecs)?;
+        let pc = Arc::new(
+            api.new_peer_connection(self.shared.rtc_config.clone())
+                .await?,
+        );
+        self.shared.add_pc(&pc);
+        Ok(pc)
+    }
+
+    /// Accept a publisher's offer: one PeerConnection per stream, answered
+    /// recvonly, each m-line restricted to the first allowed codec it offers.
+    pub async fn publish(
+        self: &Arc<Self>,
+        codecs: &[Codec],
+        offer_sdp: &str,
+        events: EventSink,
+    ) -> Result<(Arc<UpStream>, String), MediaError> {
+        let pc = self.new_peer_connection(codecs).await?;
+        let id = self.shared.next_id();
+        up::publish(
+            self.shared.clone(),
+            id,
+            pc,
+            codecs.to_vec(),
+            offer_sdp,
+            events,
+        )
+        .await
+    }
+
+    /// Open a subscriber's connection to `up`, carrying the selected tracks.
+    /// Returns the server's offer; give the answer to
+    /// [`DownStream::set_answer`].
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        up: &Arc<UpStream>,
+        selection: TrackSelection,
+        events: EventSink,
+    ) -> Result<(Arc<DownStream>, String), MediaError> {
+        let tracks = up.select(selection)?;
+        let pc = self.new_peer_connection(up.codecs()).await?;
+        let id = self.shared.next_id();
+        down::subscribe(self.shared.clone(), id, pc, up, tracks, events).await
+    }
+
+    pub fn stats(&self) -> MediaStats {
+        let ups: Vec<Arc<UpStream>> = lock(&self.shared.ups)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let downs: Vec<Arc<DownStream>> = lock(&self.shared.downs)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut stats = MediaStats {
+            up: ups.iter().map(|u| u.stats()).collect(),
+            down: downs.iter().map(|d| d.stats(&self.shared.clock)).collect(),
+        };
+        stats.up.sort_by_key(|s| s.id);
+        stats.down.sort_by_key(|s| s.id);
+        stats
+    }
+
+    pub fn counts(&self) -> MediaCounts {
+        let peer_connections = {
+            let mut pcs = lock(&self.shared.pcs);
+            pcs.retain(|w| w.strong_count() > 0);
+            pcs.len()
+        };
+        let ups: Vec<Arc<UpStream>> = lock(&self.shared.ups)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        MediaCounts {
+            peer_connections,
+            up_streams: ups.len(),
+            down_streams: lock(&self.shared.downs)
+                .values()
+                .filter(|w| w.strong_count() > 0)
+                .count(),
+            tasks: self.shared.tasks.load(Ordering::Relaxed),
+            caches: self.shared.caches.load(Ordering::Relaxed),
+            cached_bytes: ups.iter().map(|u| u.cached_bytes()).sum(),
+        }
+    }
+}
+
+fn rtp_codec_type(kind: MediaKind) -> RTPCodecType {
+    match kind {
+        MediaKind::Audio => RTPCodecType::Audio,
+        MediaKind::Video => RTPCodecType::Video,
+    }
+}
+
+fn codec_parameters(codec: Codec) -> RTCRtpCodecParameters {
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    };
+    let rtcp_feedback = match codec.kind() {
+        MediaKind::Video => vec![
+            feedback("goog-remb", ""),
+            feedback("ccm", "fir"),
+            feedback("nack", ""),
+            feedback("nack", "pli"),
+        ],
+        MediaKind::Audio => vec![],
+    };
+    RTCRtpCodecParameters {
+        capability: RTCRtpCodecCapability {
+            mime_type: codec.mime_type().to_owned(),
+            clock_rate: codec.clock_rate(),
+            channels: codec.channels(),
+            sdp_fmtp_line: codec.fmtp().to_owned(),
+            rtcp_feedback,
+        },
+        payload_type: codec.payload_type(),
+        ..Default::default()
+    }
+}
+
+/// Parse a remote candidate; `Ok(None)` is the end-of-candidates marker.
+fn parse_candidate(value: serde_json::Value) -> Result<Option<RTCIceCandidateInit>, MediaError> {
+    if value.is_null() {
+        return Err(MediaError::InvalidCandidate("null candidate".to_owned()));
+    }
+    let init: RTCIceCandidateInit =
+        serde_json::from_value(value).map_err(|e| MediaError::InvalidCandidate(e.to_string()))?;
+    if init.candidate.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(init))
+}
+
+/// Our local candidate as JSON for the sink.
+fn candidate_event(
+    c: &webrtc::ice_transport::ice_candidate::RTCIceCandidate,
+) -> Option<MediaEvent> {
+    let init = c.to_json().ok()?;
+    serde_json::to_value(init)
+        .ok()
+        .map(MediaEvent::LocalCandidate)
+}
+
+/// Remove simulcast from an offer: without `a=simulcast`/`a=rid` in our
+/// answer, browsers send a single encoding.
+fn strip_simulcast(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let l = line.trim_end();
+        if l.starts_with("a=simulcast:") || l.starts_with("a=rid:") {
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simulcast_is_stripped() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rid:h send\r\na=rid:l send\r\na=simulcast:send h;l\r\na=mid:0\r\n";
+        assert_eq!(
+            strip_simulcast(sdp),
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n"
+        );
+    }
+
+    #[test]
+    fn candidates() {
+        assert!(parse_candidate(serde_json::Value::Null).is_err());
+        assert!(parse_candidate(serde_json::json!({"candidate": 3})).is_err());
+        assert_eq!(
+            parse_candidate(serde_json::json!({"candidate": ""})),
+            Ok(None)
+        );
+        let c = parse_candidate(serde_json::json!({
+            "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host",
+            "sdpMid": "0", "sdpMLineIndex": 0
+        }))
+        .expect("valid")
+        .expect("not the end marker");
+        assert_eq!(c.sdp_mid.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn ice_server_json() {
+        let s: IceServer =
+            serde_json::from_str(r#"{"urls":["stun:example.org"]}"#).expect("parses");
+        assert_eq!(s.username, None);
+        let s: IceServer = serde_json::from_str(
+            r#"{"urls":["turn:example.org"],"username":"u","credential":"c"}"#,
+        )
+        .expect("parses");
+        assert_eq!(s.credential.as_deref(), Some("c"));
+    }
+}
