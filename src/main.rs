@@ -13,6 +13,7 @@ use cinnabar::config::Config;
 use cinnabar::frontend::Context;
 use cinnabar::group::Registry;
 use cinnabar::group::password::{HashForm, hash_to_json};
+use cinnabar::media::{Media, MediaConfig, UdpConfig};
 use cinnabar::web;
 
 /// A self-hosted videoconferencing server speaking Galène's protocol.
@@ -34,7 +35,8 @@ struct Cli {
     /// Directory of the web client's files.
     #[arg(long = "static", default_value = "./static/", value_name = "DIR")]
     static_dir: PathBuf,
-    /// UDP for media: one port for every connection (`PORT`), or a range (`MIN-MAX`).
+    /// UDP for media: one port shared by every connection (`PORT`; default: the HTTP
+    /// port's number), or a range of ports, one per connection (`MIN-MAX`).
     #[arg(long, value_name = "PORT|MIN-MAX", value_parser = parse_udp_range)]
     udp_range: Option<UdpRange>,
     #[command(subcommand)]
@@ -156,9 +158,6 @@ async fn run(cli: Cli) -> Result<(), String> {
             cli.static_dir.display()
         );
     }
-    if let Some(range) = cli.udp_range {
-        tracing::info!("media UDP: {range:?}");
-    }
     let config = Config::new(&cli.data);
     config.check();
     let tls = if cli.insecure {
@@ -167,15 +166,34 @@ async fn run(cli: Cli) -> Result<(), String> {
         Some(web::tls_acceptor(&cli.data)?)
     };
 
+    let addresses = web::parse_listen_address(&cli.http)?;
+    let listener = web::bind(&addresses).await?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+
+    // Media shares one UDP port by default: the HTTP port's number, so that one number
+    // opens both on a firewall.
+    let udp = match cli.udp_range {
+        None => UdpConfig::Mux { port: local.port() },
+        Some(UdpRange::Single(port)) => UdpConfig::Mux { port },
+        Some(UdpRange::Range(min, max)) => UdpConfig::Range { min, max },
+    };
+    let media = Media::new(MediaConfig {
+        udp,
+        ..MediaConfig::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    match media.udp_port() {
+        Some(port) => tracing::info!("media on UDP port {port} (all connections)"),
+        None => tracing::info!("media on UDP ports {udp:?}"),
+    }
+
     let ctx = Arc::new(Context {
-        registry: Registry::new(&cli.groups),
+        registry: Registry::new(&cli.groups, media),
         config,
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
     });
-    let addresses = web::parse_listen_address(&cli.http)?;
-    let listener = web::bind(&addresses).await?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if cli.insecure { "http" } else { "https" };
     // Tests and scripts read this line to learn the port when `--http` asks for port 0.
     tracing::info!("listening on {scheme}://{local}/");

@@ -110,6 +110,16 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
             },
         );
 
+    let stats = warp::path!("stats.json")
+        .and(warp::get().or(warp::head()).unify())
+        .and(with_site.clone())
+        .and(warp::header::optional::<String>("authorization"))
+        .and_then(
+            |site: Arc<Site>, authorization: Option<String>| async move {
+                Ok::<_, Infallible>(site.stats(authorization).await)
+            },
+        );
+
     let files = warp::get()
         .or(warp::head())
         .unify()
@@ -142,6 +152,8 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
         .or(group)
         .unify()
         .or(ws)
+        .unify()
+        .or(stats)
         .unify()
         .or(files)
         .unify()
@@ -235,6 +247,33 @@ impl Site {
         }
     }
 
+    /// `/stats.json`, for administrators (HTTP Basic against `data/config.json`).
+    async fn stats(&self, authorization: Option<String>) -> Reply_ {
+        let config = self.ctx.config.server();
+        let credentials = authorization.as_deref().and_then(basic_credentials);
+        // Hashes cost CPU: check them off the runtime, and make failures slow.
+        let admitted = match credentials {
+            Some((user, password)) => {
+                tokio::task::spawn_blocking(move || config.is_admin(&user, &password))
+                    .await
+                    .unwrap_or(false)
+            }
+            None => false,
+        };
+        if !admitted {
+            if authorization.is_some() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header("www-authenticate", "Basic realm=\"cinnabar\"")
+                .body("administrator credentials required\n".into())
+                .unwrap_or_else(|_| internal_error());
+        }
+        let stats = self.ctx.registry.stats();
+        json_response(&serde_json::to_value(stats).unwrap_or_default())
+    }
+
     async fn page(&self, file: &str) -> Reply_ {
         match tokio::fs::read(self.static_dir.join(file)).await {
             Ok(body) => Response::builder()
@@ -248,6 +287,18 @@ impl Site {
             }
         }
     }
+}
+
+/// The user name and password of an HTTP Basic `Authorization` header.
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let encoded = header.strip_prefix("Basic ")?.trim();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
 }
 
 fn host_part(host: &str) -> &str {
@@ -510,6 +561,16 @@ mod tests {
         );
         assert!(parse_listen_address(":http").is_err());
         assert!(parse_listen_address("nonsense").is_err());
+    }
+
+    #[test]
+    fn basic_auth() {
+        assert_eq!(
+            basic_credentials("Basic YWRtaW46czNjcjN0"),
+            Some(("admin".into(), "s3cr3t".into()))
+        );
+        assert_eq!(basic_credentials("Bearer x"), None);
+        assert_eq!(basic_credentials("Basic !!!"), None);
     }
 
     #[test]

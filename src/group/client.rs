@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 use super::chat::ChatMessage;
 use super::name::{ClientId, GroupName};
 use super::permissions::Permissions;
+use super::streams::StreamInfo;
+use crate::media::MediaEvent;
 
 /// Events a client may leave undelivered before it is disconnected.
 pub const MAX_PENDING_EVENTS: usize = 8192;
@@ -106,6 +108,35 @@ pub enum Event {
     Disconnect {
         reason: String,
     },
+    /// A stream published in the group is flowing and may be subscribed to.
+    StreamAdded(Arc<StreamInfo>),
+    /// A published stream ended.
+    StreamRemoved {
+        id: String,
+    },
+    /// Something happened to one of this client's own streams (`up`) or subscriptions.
+    Media {
+        id: String,
+        direction: Direction,
+        /// Which negotiation of the stream this concerns: an id may be reused after a
+        /// close, and events of the old stream must not touch the new one.
+        serial: u64,
+        event: MediaEvent,
+    },
+    /// The server closed one of this client's published streams.
+    UpAborted {
+        id: String,
+        reason: String,
+    },
+}
+
+/// Which way a stream flows, seen from the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client: it publishes.
+    Up,
+    /// To the client: it subscribes.
+    Down,
 }
 
 /// What a frontend knows of its client when it joins it to a group.

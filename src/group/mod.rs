@@ -13,6 +13,7 @@ pub mod name;
 pub mod password;
 pub mod permissions;
 mod state;
+pub mod streams;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use crate::media::{MediaEvent, TrackSelection, VideoSelection};
 pub use chat::{ChatMessage, ClearChat};
+pub use client::Direction;
 pub use client::{
     ClientHandle, ClientInfo, Data, Event, EventQueue, GroupStatus, Joined, JoinedKind, UserInfo,
     UserMessage,
@@ -29,7 +32,9 @@ pub use description::Description;
 pub use name::{ClientId, GroupName};
 pub use permissions::{Permission, Permissions};
 pub use state::{ActionError, ChatRequest, Group, GroupAction, Membership, UserAction};
+pub use streams::{GroupStats, Negotiated, ServerStats, StreamError, StreamInfo};
 
+use crate::media::Media;
 use description::{DescriptionError, FileStamp};
 
 /// How long a failed login makes the client wait, to slow down guessing.
@@ -73,6 +78,7 @@ pub struct JoinRequest {
 /// The groups of one server.
 pub struct Registry {
     groups_dir: PathBuf,
+    media: Arc<Media>,
     groups: Mutex<HashMap<GroupName, Arc<Group>>>,
     /// Broken files already reported, so a broken group is logged once per version.
     reported_broken: Mutex<HashMap<PathBuf, FileStamp>>,
@@ -88,10 +94,11 @@ struct Source {
 }
 
 impl Registry {
-    pub fn new(groups_dir: impl Into<PathBuf>) -> Arc<Registry> {
+    pub fn new(groups_dir: impl Into<PathBuf>, media: Arc<Media>) -> Arc<Registry> {
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
         Arc::new(Registry {
             groups_dir: groups_dir.into(),
+            media,
             groups: Mutex::new(HashMap::new()),
             reported_broken: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
@@ -101,6 +108,26 @@ impl Registry {
 
     pub fn groups_dir(&self) -> &Path {
         &self.groups_dir
+    }
+
+    pub fn media(&self) -> &Arc<Media> {
+        &self.media
+    }
+
+    /// Media statistics of every group with clients, and the server's live media
+    /// resources, for `/stats.json`.
+    pub fn stats(&self) -> ServerStats {
+        let media = self.media.stats();
+        let mut groups: Vec<Arc<Group>> = lock(&self.groups).values().cloned().collect();
+        groups.sort_by(|a, b| a.name().cmp(b.name()));
+        ServerStats {
+            resources: self.media.counts(),
+            groups: groups
+                .iter()
+                .filter(|g| g.client_count() > 0)
+                .map(|g| g.stats(&media))
+                .collect(),
+        }
     }
 
     /// The group of that name, loading its file or re-reading it if it changed on disk.
@@ -214,9 +241,9 @@ impl Registry {
             tokio::time::sleep(FAILED_LOGIN_DELAY).await;
             return Err(JoinError::NotAuthorised);
         };
-        let id = request.client.id().clone();
+        let handle = request.client.clone();
         group.add_member(request.client, request.username, permissions, request.data)?;
-        Ok(Membership::new(self.clone(), group, id, &description))
+        Ok(Membership::new(self.clone(), group, handle, &description))
     }
 
     async fn authenticate(

@@ -1,5 +1,6 @@
 //! One group's state and everything members do in it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,7 +13,9 @@ use super::client::{
 use super::description::{Description, DescriptionError, FileStamp};
 use super::name::{ClientId, GroupName, random_id};
 use super::permissions::{Permission, Permissions};
+use super::streams::{Closing, Published};
 use super::{JoinError, Registry, lock};
+use crate::media::{DownStream, Media};
 
 /// Why an action was refused. The texts are Galène's; clients show them as they are.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,11 +89,13 @@ pub enum GroupAction {
     Unsupported(&'static str),
 }
 
-struct Member {
-    handle: ClientHandle,
-    username: String,
-    permissions: Permissions,
-    data: Arc<Data>,
+pub(super) struct Member {
+    pub handle: ClientHandle,
+    pub username: String,
+    pub permissions: Permissions,
+    pub data: Arc<Data>,
+    /// This member's subscriptions, by stream id.
+    pub downs: HashMap<String, Arc<DownStream>>,
 }
 
 impl Member {
@@ -108,13 +113,15 @@ impl Member {
     }
 }
 
-struct State {
+pub(super) struct State {
     description: Arc<Description>,
     /// The file version loaded; `None` once the file is gone.
     stamp: Option<FileStamp>,
     broken: bool,
     /// Members in the order they joined.
-    members: Vec<Member>,
+    pub members: Vec<Member>,
+    /// Published streams, in the order they were offered.
+    pub streams: Vec<Published>,
     /// `Some(message)` while locked; the message may be empty.
     locked: Option<String>,
     history: ChatHistory,
@@ -123,11 +130,11 @@ struct State {
 }
 
 impl State {
-    fn member(&self, id: &ClientId) -> Option<&Member> {
+    pub fn member(&self, id: &ClientId) -> Option<&Member> {
         self.members.iter().find(|m| m.handle.id() == id)
     }
 
-    fn member_mut(&mut self, id: &ClientId) -> Option<&mut Member> {
+    pub fn member_mut(&mut self, id: &ClientId) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.handle.id() == id)
     }
 
@@ -158,6 +165,7 @@ impl Group {
                 stamp: Some(stamp),
                 broken: false,
                 members: Vec::new(),
+                streams: Vec::new(),
                 locked,
                 history: ChatHistory::default(),
                 data: Arc::new(Data::new()),
@@ -166,7 +174,7 @@ impl Group {
         })
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
 
@@ -279,6 +287,7 @@ impl Group {
             username,
             permissions,
             data: Arc::new(data),
+            downs: HashMap::new(),
         };
         let info = member.info();
         state.broadcast(&Event::UserAdded(info.clone()));
@@ -299,32 +308,41 @@ impl Group {
         for other in state.members.iter().filter(|m| !m.handle.same(&client)) {
             client.send(Event::UserAdded(other.info()));
         }
+        for stream in state.streams.iter().filter(|p| p.connected) {
+            client.send(Event::StreamAdded(stream.info.clone()));
+        }
         tracing::info!(group = %self.name, client = %client.id(), "joined");
         Ok(())
     }
 
-    /// Removes a member; `kicked` carries the reason told to it. Idempotent.
+    /// Removes a member and releases its media; `kicked` carries the reason told to it.
+    /// Idempotent.
     fn remove(&self, id: &ClientId, kicked: Option<Event>) {
-        let mut state = self.state();
-        let Some(index) = state.members.iter().position(|m| m.handle.id() == id) else {
-            return;
-        };
-        let member = state.members.remove(index);
-        if let Some(event) = kicked {
-            member.handle.send(event);
+        let mut closing = Closing::default();
+        {
+            let mut state = self.state();
+            let Some(index) = state.members.iter().position(|m| m.handle.id() == id) else {
+                return;
+            };
+            let member = state.members.remove(index);
+            if let Some(event) = kicked {
+                member.handle.send(event);
+            }
+            evict(&mut state, &member, &mut closing);
+            state.broadcast(&Event::UserRemoved(id.clone()));
+            if state.members.is_empty() {
+                state.empty_since = Instant::now();
+            }
+            tracing::info!(group = %self.name, client = %id, "left");
+            if member.is_op() {
+                self.after_op_change(&mut state, &mut closing);
+            }
         }
-        state.broadcast(&Event::UserRemoved(id.clone()));
-        if state.members.is_empty() {
-            state.empty_since = Instant::now();
-        }
-        tracing::info!(group = %self.name, client = %id, "left");
-        if member.is_op() {
-            self.after_op_change(&mut state);
-        }
+        closing.run();
     }
 
     /// Autolock and autokick, applied whenever an operator leaves or loses `op`.
-    fn after_op_change(&self, state: &mut State) {
+    fn after_op_change(&self, state: &mut State, closing: &mut Closing) {
         if state.has_op() {
             return;
         }
@@ -339,22 +357,28 @@ impl Group {
                     by_username: None,
                     reason: "there are no operators in this group".into(),
                 });
+                evict(state, &member, closing);
             }
             state.empty_since = Instant::now();
         }
     }
 
     pub(super) fn shut_down(&self, reason: &str) {
-        let mut state = self.state();
-        state.locked = Some(reason.to_owned());
-        for member in std::mem::take(&mut state.members) {
-            member.handle.send(Event::Kicked {
-                by: None,
-                by_username: None,
-                reason: reason.to_owned(),
-            });
+        let mut closing = Closing::default();
+        {
+            let mut state = self.state();
+            state.locked = Some(reason.to_owned());
+            for member in std::mem::take(&mut state.members) {
+                member.handle.send(Event::Kicked {
+                    by: None,
+                    by_username: None,
+                    reason: reason.to_owned(),
+                });
+                evict(&mut state, &member, &mut closing);
+            }
+            state.empty_since = Instant::now();
         }
-        state.empty_since = Instant::now();
+        closing.run();
     }
 
     fn permissions_of(state: &State, id: &ClientId) -> Result<Permissions, ActionError> {
@@ -363,6 +387,14 @@ impl Group {
             .map(|m| m.permissions)
             .ok_or(ActionError::NotMember)
     }
+}
+
+/// Releases a departed member's streams and subscriptions.
+fn evict(state: &mut State, member: &Member, closing: &mut Closing) {
+    for (_, up) in Group::take_streams_of(state, member.handle.id()) {
+        closing.up(up);
+    }
+    closing.downs(member.downs.values().cloned());
 }
 
 fn status_of(name: &GroupName, state: &State) -> GroupStatus {
@@ -413,7 +445,7 @@ fn merge_data(data: &Data, value: &serde_json::Value) -> Result<Data, ActionErro
 pub struct Membership {
     registry: Arc<Registry>,
     group: Arc<Group>,
-    id: ClientId,
+    handle: ClientHandle,
     codecs: Vec<String>,
 }
 
@@ -421,15 +453,23 @@ impl Membership {
     pub(super) fn new(
         registry: Arc<Registry>,
         group: Arc<Group>,
-        id: ClientId,
+        handle: ClientHandle,
         description: &Description,
     ) -> Self {
         Membership {
             registry,
             group,
-            id,
+            handle,
             codecs: description.codecs.clone(),
         }
+    }
+
+    pub(super) fn handle(&self) -> &ClientHandle {
+        &self.handle
+    }
+
+    pub(super) fn media(&self) -> &Arc<Media> {
+        self.registry.media()
     }
 
     pub fn group(&self) -> &Arc<Group> {
@@ -437,7 +477,7 @@ impl Membership {
     }
 
     pub fn id(&self) -> &ClientId {
-        &self.id
+        self.handle.id()
     }
 
     /// The codecs the group allows, by Galène's names.
@@ -449,7 +489,7 @@ impl Membership {
     pub fn permissions(&self) -> Permissions {
         self.group
             .state()
-            .member(&self.id)
+            .member(self.id())
             .map_or(Permissions::NONE, |m| m.permissions)
     }
 
@@ -457,7 +497,7 @@ impl Membership {
     pub fn username(&self) -> Option<String> {
         self.group
             .state()
-            .member(&self.id)
+            .member(self.id())
             .map(|m| m.username.clone())
     }
 
@@ -467,7 +507,7 @@ impl Membership {
     /// Sends a chat message: broadcast (stored in the history) or private (`dest`).
     pub fn chat(&self, request: ChatRequest) -> Result<(), ActionError> {
         let mut state = self.group.state();
-        let sender = state.member(&self.id).ok_or(ActionError::NotMember)?;
+        let sender = state.member(self.id()).ok_or(ActionError::NotMember)?;
         let needed = if request.kind == "caption" {
             Permission::Caption
         } else {
@@ -478,7 +518,7 @@ impl Membership {
         }
         let message = Arc::new(ChatMessage {
             id: request.id.unwrap_or_else(|| random_id(8)),
-            source: Some(self.id.clone()),
+            source: Some(self.id().clone()),
             username: Some(sender.username.clone()),
             dest: request.dest.clone(),
             privileged: sender.is_op(),
@@ -499,7 +539,7 @@ impl Membership {
                 let event = Event::Chat(message.clone());
                 for member in &state.members {
                     if !member.handle.info().chats
-                        || (request.noecho && member.handle.id() == &self.id)
+                        || (request.noecho && member.handle.id() == self.id())
                     {
                         continue;
                     }
@@ -520,13 +560,13 @@ impl Membership {
         noecho: bool,
     ) -> Result<(), ActionError> {
         let state = self.group.state();
-        let sender = state.member(&self.id).ok_or(ActionError::NotMember)?;
+        let sender = state.member(self.id()).ok_or(ActionError::NotMember)?;
         if !sender.permissions.has(Permission::Message) {
             return Err(ActionError::NotAuthorised);
         }
         let message = Arc::new(UserMessage {
             kind,
-            source: Some(self.id.clone()),
+            source: Some(self.id().clone()),
             username: Some(sender.username.clone()),
             dest: dest.clone(),
             privileged: sender.is_op(),
@@ -540,7 +580,7 @@ impl Membership {
             }
             None => {
                 for member in &state.members {
-                    if noecho && member.handle.id() == &self.id {
+                    if noecho && member.handle.id() == self.id() {
                         continue;
                     }
                     member.handle.send(event.clone());
@@ -558,15 +598,15 @@ impl Membership {
         value: &serde_json::Value,
     ) -> Result<(), ActionError> {
         let mut state = self.group.state();
-        let actor = state.member(&self.id).ok_or(ActionError::NotMember)?;
+        let actor = state.member(self.id()).ok_or(ActionError::NotMember)?;
         let actor_username = actor.username.clone();
         let actor_is_op = actor.is_op();
 
         if action == UserAction::SetData {
-            if dest != &self.id {
+            if dest != self.id() {
                 return Err(ActionError::NotAuthorised);
             }
-            let me = state.member_mut(&self.id).ok_or(ActionError::NotMember)?;
+            let me = state.member_mut(self.id()).ok_or(ActionError::NotMember)?;
             me.data = Arc::new(merge_data(&me.data, value)?);
             let info = me.info();
             state.broadcast(&Event::UserChanged(info));
@@ -603,12 +643,12 @@ impl Membership {
                     .filter(|s| !s.is_empty())
                     .unwrap_or("you have been kicked out")
                     .to_owned();
-                tracing::info!(group = %self.group.name, client = %dest, by = %self.id, "kicked");
+                tracing::info!(group = %self.group.name, client = %dest, by = %self.id(), "kicked");
                 drop(state);
                 self.group.remove(
                     dest,
                     Some(Event::Kicked {
-                        by: Some(self.id.clone()),
+                        by: Some(self.id().clone()),
                         by_username: Some(actor_username),
                         reason,
                     }),
@@ -625,12 +665,12 @@ impl Membership {
                 let reply = serde_json::json!({
                     "id": dest.as_str(), "username": target.username, "address": address,
                 });
-                if let Some(actor) = state.member(&self.id) {
+                if let Some(actor) = state.member(self.id()) {
                     actor
                         .handle
                         .send(Event::UserMessage(Arc::new(UserMessage::from_server(
                             "userinfo",
-                            Some(self.id.clone()),
+                            Some(self.id().clone()),
                             reply,
                         ))));
                 }
@@ -655,9 +695,21 @@ impl Membership {
                     data: state.data.clone(),
                 })));
                 state.broadcast(&Event::UserChanged(info));
-                if before.has(Permission::Op) && !after.has(Permission::Op) {
-                    self.group.after_op_change(&mut state);
+                let mut closing = Closing::default();
+                if before.has(Permission::Present) && !after.has(Permission::Present) {
+                    for (id, up) in Group::take_streams_of(&mut state, dest) {
+                        handle.send(Event::UpAborted {
+                            id,
+                            reason: "permission denied".into(),
+                        });
+                        closing.up(up);
+                    }
                 }
+                if before.has(Permission::Op) && !after.has(Permission::Op) {
+                    self.group.after_op_change(&mut state, &mut closing);
+                }
+                drop(state);
+                closing.run();
                 Ok(())
             }
         }
@@ -666,7 +718,7 @@ impl Membership {
     /// Acts on the group.
     pub fn group_action(&self, action: GroupAction) -> Result<(), ActionError> {
         let mut state = self.group.state();
-        let permissions = Group::permissions_of(&state, &self.id)?;
+        let permissions = Group::permissions_of(&state, self.id())?;
         if let GroupAction::Unsupported(what) = action {
             return Err(ActionError::Unsupported(what));
         }
@@ -684,10 +736,10 @@ impl Membership {
                         None => serde_json::json!({"id": id}),
                     },
                 };
-                let username = state.member(&self.id).map(|m| m.username.clone());
+                let username = state.member(self.id()).map(|m| m.username.clone());
                 state.broadcast(&Event::UserMessage(Arc::new(UserMessage {
                     kind: "clearchat".into(),
-                    source: Some(self.id.clone()),
+                    source: Some(self.id().clone()),
                     username,
                     dest: None,
                     privileged: true,
@@ -720,12 +772,12 @@ impl Membership {
                     lines.join("\n")
                 };
                 let state = self.group.state();
-                if let Some(me) = state.member(&self.id) {
+                if let Some(me) = state.member(self.id()) {
                     me.handle.send(Event::Chat(Arc::new(ChatMessage {
                         id: random_id(8),
                         source: None,
                         username: Some("Server".into()),
-                        dest: Some(self.id.clone()),
+                        dest: Some(self.id().clone()),
                         privileged: true,
                         time: SystemTime::now(),
                         kind: String::new(),
@@ -742,12 +794,12 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.group.remove(&self.id, None);
+        self.group.remove(self.id(), None);
     }
 }
 
 impl std::fmt::Debug for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Membership({} in {})", self.id, self.group.name)
+        write!(f, "Membership({} in {})", self.id(), self.group.name)
     }
 }

@@ -17,6 +17,7 @@
 //! This is a client: it speaks SDP strings and candidate JSON only, and
 //! does not use `crate::media`.
 
+pub mod galene;
 mod netsim;
 mod probe;
 mod publisher;
@@ -259,4 +260,9 @@ async fn wait_connected(
     })
     .await;
     matches!(r, Ok(Ok(true)))
+}
+
+/// Locks a std mutex, ignoring poisoning.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

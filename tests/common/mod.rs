@@ -2,6 +2,8 @@
 //! and data directories, and talk to it with a real WebSocket client.
 #![allow(dead_code)]
 
+pub mod rtc;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

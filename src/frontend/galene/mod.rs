@@ -7,21 +7,25 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use warp::ws::{Message as Frame, WebSocket};
 
+mod media;
+mod message;
+
+pub use message::{Message, status_json};
+use message::{
+    chat_message, clear_chat_target, error_message, relayed_message, rtc_configuration,
+    truncate_reason, user_message,
+};
+
 use super::Context;
-use crate::config::IceServer;
 use crate::group::{
-    ActionError, ChatMessage, ChatRequest, ClearChat, ClientHandle, ClientId, ClientInfo, Event,
-    EventQueue, GroupAction, GroupStatus, JoinError, JoinRequest, Joined, JoinedKind, Membership,
-    UserAction, UserInfo, UserMessage,
+    ActionError, ChatRequest, ClientHandle, ClientId, ClientInfo, Event, EventQueue, GroupAction,
+    JoinError, JoinRequest, Joined, JoinedKind, Membership, UserAction,
 };
 
 /// The client must say `handshake` within this time.
@@ -34,73 +38,6 @@ const PING_AFTER: Duration = Duration::from_secs(20);
 const DEAD_AFTER: Duration = Duration::from_secs(45);
 /// A frame the client does not take within this time ends the session.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One message of Galène's protocol, in either direction. Every field but `type` is
-/// optional; unknown fields are ignored as Galène ignores them.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Message {
-    #[serde(rename = "type")]
-    pub kind_of_message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dest: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub privileged: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub permissions: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<Value>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub noecho: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sdp: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub candidate: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request: Option<Value>,
-    #[serde(
-        default,
-        rename = "rtcConfiguration",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub rtc_configuration: Option<Value>,
-}
-
-impl Message {
-    fn new(kind_of_message: &str) -> Message {
-        Message {
-            kind_of_message: kind_of_message.to_owned(),
-            ..Message::default()
-        }
-    }
-}
 
 /// How a session ends.
 #[derive(Debug)]
@@ -117,79 +54,12 @@ enum End {
     Gone,
 }
 
-/// The JSON `status` of a group. `base` is the public base URL (`https://host/`) for
-/// `.status`, absent inside `joined` where Galène omits location and endpoint.
-pub fn status_json(status: &GroupStatus, base: Option<&str>) -> Value {
-    let mut out = serde_json::Map::new();
-    out.insert("name".into(), json!(status.name.as_str()));
-    if let Some(redirect) = &status.redirect {
-        out.insert("redirect".into(), json!(redirect));
-    } else if let Some(base) = base {
-        out.insert(
-            "location".into(),
-            json!(format!("{base}group/{}/", status.name)),
-        );
-        let ws_base = base
-            .strip_prefix("https://")
-            .map(|rest| format!("wss://{rest}"))
-            .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")))
-            .unwrap_or_else(|| base.to_owned());
-        out.insert("endpoint".into(), json!(format!("{ws_base}ws")));
-    }
-    if let Some(display_name) = &status.display_name {
-        out.insert("displayName".into(), json!(display_name));
-    }
-    if let Some(description) = &status.description {
-        out.insert("description".into(), json!(description));
-    }
-    // Public groups show their state to anyone; members always see whether it is locked.
-    if status.public && status.redirect.is_none() {
-        out.insert("locked".into(), json!(status.locked));
-        out.insert("clientCount".into(), json!(status.client_count));
-    } else if base.is_none() {
-        out.insert("locked".into(), json!(status.locked));
-    }
-    Value::Object(out)
-}
-
-fn rtc_configuration(servers: &[IceServer]) -> Value {
-    let servers: Vec<Value> = servers
-        .iter()
-        .map(|s| {
-            let mut entry = json!({ "urls": s.urls });
-            if let Some(u) = &s.username {
-                entry["username"] = json!(u);
-            }
-            if let Some(c) = &s.credential {
-                entry["credential"] = json!(c);
-            }
-            entry
-        })
-        .collect();
-    json!({ "iceServers": servers })
-}
-
-fn rfc3339(time: SystemTime) -> String {
-    OffsetDateTime::from(time)
-        .format(&Rfc3339)
-        .unwrap_or_default()
-}
-
-fn error_message(dest: Option<&ClientId>, text: &str) -> Message {
-    Message {
-        kind: Some("error".into()),
-        dest: dest.map(|d| d.to_string()),
-        privileged: true,
-        value: Some(json!(text)),
-        ..Message::new("usermessage")
-    }
-}
-
 /// A joined group: the core membership and the queue its events arrive in.
 struct GroupSession {
     membership: Membership,
     queue: EventQueue,
     username: String,
+    streams: media::Streams,
 }
 
 /// One connection's state.
@@ -200,6 +70,8 @@ struct Session {
     /// The id from the handshake; `None` for a peer that originates nothing.
     id: Option<ClientId>,
     joined: Option<GroupSession>,
+    /// What the client asked to receive (`request`), kept across groups.
+    request: media::Request,
     last_read: Instant,
     last_ping: Option<Instant>,
 }
@@ -212,6 +84,7 @@ pub async fn serve(socket: WebSocket, ctx: Arc<Context>, address: Option<SocketA
         address,
         id: None,
         joined: None,
+        request: Default::default(),
         last_read: Instant::now(),
         last_ping: None,
     };
@@ -374,9 +247,13 @@ impl Session {
             "pong" => Ok(()),
             "join" => self.on_join(m).await,
             "request" => self.on_request(m).await,
-            "requestStream" | "offer" | "answer" | "ice" | "renegotiate" | "close" | "abort" => {
-                self.on_media(m).await
-            }
+            "requestStream" => self.on_request_stream(m).await,
+            "offer" => self.on_offer(m).await,
+            "answer" => self.on_answer(m).await,
+            "ice" => self.on_ice(m).await,
+            "renegotiate" => self.on_renegotiate(m).await,
+            "close" => self.on_close(m).await,
+            "abort" => self.on_abort(m).await,
             "chat" => self.on_chat(m).await,
             "usermessage" => self.on_user_message(m).await,
             "useraction" => self.on_user_action(m).await,
@@ -450,6 +327,7 @@ impl Session {
                     membership,
                     queue,
                     username,
+                    streams: media::Streams::default(),
                 });
                 Ok(())
             }
@@ -483,44 +361,6 @@ impl Session {
             ..Message::new("joined")
         })
         .await
-    }
-
-    async fn on_request(&mut self, m: Message) -> Result<(), End> {
-        // A malformed request is fatal, as in Galène.
-        match &m.request {
-            None | Some(Value::Null) => Ok(()),
-            Some(Value::Object(map)) => {
-                let well_formed = map.values().all(|v| {
-                    v.as_array()
-                        .is_some_and(|list| list.iter().all(Value::is_string))
-                });
-                if well_formed {
-                    Ok(())
-                } else {
-                    Err(End::Malformed("bad request".into()))
-                }
-            }
-            Some(_) => Err(End::Malformed("bad request".into())),
-        }
-    }
-
-    async fn on_media(&mut self, m: Message) -> Result<(), End> {
-        if m.id.as_deref().is_none_or(str::is_empty) {
-            return Err(End::Protocol("empty id".into()));
-        }
-        match m.kind_of_message.as_str() {
-            "offer" => {
-                self.send(&Message {
-                    id: m.id.clone(),
-                    ..Message::new("abort")
-                })
-                .await?;
-                self.send_error("media is not available on this server yet")
-                    .await
-            }
-            "requestStream" => Err(End::Malformed("unknown stream".into())),
-            _ => Ok(()),
-        }
     }
 
     fn membership(&self) -> Option<&Membership> {
@@ -658,6 +498,15 @@ impl Session {
                 ..Message::new("usermessage")
             }))),
             Event::Disconnect { reason } => Err(End::Close(1008, reason)),
+            Event::StreamAdded(info) => self.on_stream_added(&info).await,
+            Event::StreamRemoved { id } => self.on_stream_removed(&id).await,
+            Event::Media {
+                id,
+                direction,
+                serial,
+                event,
+            } => self.on_media_event(id, direction, serial, event).await,
+            Event::UpAborted { id, reason } => self.on_up_aborted(&id, &reason).await,
         }
     }
 
@@ -711,132 +560,4 @@ fn decode(frame: Result<Frame, warp::Error>) -> Result<Option<Message>, End> {
     serde_json::from_str(text)
         .map(Some)
         .map_err(|e| End::Malformed(e.to_string()))
-}
-
-fn clear_chat_target(value: &Value) -> Option<ClearChat> {
-    match value {
-        Value::Null => Some(ClearChat::All),
-        Value::Object(map) => {
-            let user = match map.get("userId") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(u)) => Some(ClientId::new(u)?),
-                Some(_) => return None,
-            };
-            match map.get("id") {
-                None | Some(Value::Null) => user.map(ClearChat::FromUser),
-                Some(Value::String(id)) => Some(ClearChat::One {
-                    id: id.clone(),
-                    user,
-                }),
-                Some(_) => None,
-            }
-        }
-        _ => None,
-    }
-}
-
-fn user_message(kind: &str, info: &UserInfo) -> Message {
-    Message {
-        kind: Some(kind.into()),
-        id: Some(info.id.to_string()),
-        username: Some(info.username.clone()),
-        permissions: Some(json!(info.permissions)),
-        data: Some(Value::Object((*info.data).clone())),
-        ..Message::new("user")
-    }
-}
-
-fn chat_message(entry: &ChatMessage) -> Message {
-    Message {
-        kind: Some(entry.kind.clone()).filter(|k| !k.is_empty()),
-        id: Some(entry.id.clone()),
-        source: entry.source.as_ref().map(|s| s.to_string()),
-        username: entry.username.clone(),
-        dest: entry.dest.as_ref().map(|d| d.to_string()),
-        privileged: entry.privileged,
-        time: Some(rfc3339(entry.time)),
-        value: Some(entry.value.clone()),
-        noecho: entry.noecho,
-        ..Message::new("chat")
-    }
-}
-
-fn relayed_message(message: &UserMessage) -> Message {
-    Message {
-        kind: Some(message.kind.clone()),
-        source: message.source.as_ref().map(|s| s.to_string()),
-        username: message.username.clone(),
-        dest: message.dest.as_ref().map(|d| d.to_string()),
-        privileged: message.privileged,
-        value: Some(message.value.clone()),
-        ..Message::new("usermessage")
-    }
-}
-
-/// Close reasons are limited to 123 bytes by RFC 6455.
-fn truncate_reason(mut reason: String) -> String {
-    if reason.len() > 123 {
-        let mut end = 123;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    reason
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::group::GroupName;
-
-    #[test]
-    fn status_of_public_and_private_groups() {
-        let mut status = GroupStatus {
-            name: GroupName::new("demo").unwrap(),
-            display_name: Some("Demo".into()),
-            description: None,
-            redirect: None,
-            public: true,
-            locked: false,
-            client_count: 3,
-        };
-        let v = status_json(&status, Some("https://example.org/"));
-        assert_eq!(v["location"], "https://example.org/group/demo/");
-        assert_eq!(v["endpoint"], "wss://example.org/ws");
-        assert_eq!(v["clientCount"], 3);
-        assert_eq!(v["displayName"], "Demo");
-        status.public = false;
-        let v = status_json(&status, Some("http://h:1/"));
-        assert_eq!(v["endpoint"], "ws://h:1/ws");
-        assert!(v.get("clientCount").is_none() && v.get("locked").is_none());
-        status.redirect = Some("https://elsewhere/".into());
-        let v = status_json(&status, Some("http://h:1/"));
-        assert_eq!(v["redirect"], "https://elsewhere/");
-        assert!(v.get("location").is_none());
-    }
-
-    #[test]
-    fn clear_chat_values() {
-        assert_eq!(clear_chat_target(&Value::Null), Some(ClearChat::All));
-        assert_eq!(
-            clear_chat_target(&json!({"userId": "u"})),
-            Some(ClearChat::FromUser(ClientId::new("u").unwrap()))
-        );
-        assert_eq!(
-            clear_chat_target(&json!({"id": "m", "userId": "u"})),
-            Some(ClearChat::One {
-                id: "m".into(),
-                user: ClientId::new("u")
-            })
-        );
-        assert_eq!(clear_chat_target(&json!(3)), None);
-        assert_eq!(clear_chat_target(&json!({"id": 3})), None);
-    }
-
-    #[test]
-    fn close_reasons_fit_a_frame() {
-        assert_eq!(truncate_reason("é".repeat(100)).len(), 122);
-        assert_eq!(truncate_reason("short".into()), "short");
-    }
 }
