@@ -593,3 +593,119 @@ async fn churn_leaves_no_peer_connection_behind() {
 fn futures_executor_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_codecs_limit_what_is_published() {
+    let server = Server::start_with(
+        &[(
+            "voice",
+            &group_with_op("present", r#", "codecs": ["opus"]"#),
+        )],
+        &["--udp-range", "0"],
+        false,
+    );
+    let alice = join(&server, "alice", "voice", "alice", "").await;
+    let bob = join(&server, "bob", "voice", "bob", "").await;
+    bob.request(everything());
+
+    // An audio and video offer: the video m-line is refused (port 0), audio accepted.
+    let both = cinnabar::peer::Publisher::new(av(None, 30, None))
+        .await
+        .unwrap();
+    let offer = both.offer().await.unwrap();
+    alice.send(
+        json!({"type": "offer", "id": "av", "label": "camera", "sdp": offer,
+                      "source": "alice", "username": "alice"}),
+    );
+    let answer = next(&alice, "answer").await;
+    let sdp = answer["sdp"].as_str().unwrap();
+    assert!(sdp.contains("m=video 0 "), "video refused: {sdp}");
+    assert!(sdp.contains("opus/48000"), "audio accepted: {sdp}");
+    assert!(!sdp.contains("VP8/90000"));
+    both.close().await;
+    alice.send(json!({"type": "close", "id": "av", "source": "alice"}));
+
+    // An audio-only stream flows.
+    let audio_only = PublisherConfig {
+        video: None,
+        ..av(None, 30, None)
+    };
+    let publisher = alice
+        .publish("mic", "camera", audio_only, MEDIA_PATIENCE)
+        .await
+        .unwrap();
+    publisher.start();
+    next_matching(&bob, "offer", |m| m["type"] == "offer" && m["id"] == "mic").await;
+    let subscriber = bob.subscriber("mic").unwrap();
+    wait_until("audio", || {
+        subscriber
+            .stats()
+            .track(Kind::Audio)
+            .is_some_and(|t| t.packets > 20)
+    })
+    .await;
+
+    let video_only = PublisherConfig {
+        audio: None,
+        ..av(None, 30, None)
+    };
+    let refused = alice
+        .publish("vid", "camera", video_only, MEDIA_PATIENCE)
+        .await;
+    assert!(
+        refused.is_err(),
+        "a VP8-only stream has nothing this group allows"
+    );
+    let error = next_matching(&alice, "error", |m| m["kind"] == "error").await;
+    assert!(
+        error["value"].as_str().unwrap().contains("codec"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_port_range_is_honoured() {
+    let server = Server::start_with(
+        &[("demo", &group_with_op("present", ""))],
+        &["--udp-range", "41000-41100"],
+        false,
+    );
+    let alice = join(&server, "alice", "demo", "alice", "").await;
+    let bob = join(&server, "bob", "demo", "bob", "").await;
+    bob.request(everything());
+    let publisher = alice
+        .publish("cam", "camera", av(None, 30, None), MEDIA_PATIENCE)
+        .await
+        .unwrap();
+    publisher.start();
+    next(&bob, "offer").await;
+    let subscriber = bob.subscriber("cam").unwrap();
+    wait_until("media", || {
+        subscriber
+            .stats()
+            .track(Kind::Video)
+            .is_some_and(|t| t.packets > 30)
+    })
+    .await;
+    // The server's candidates all came through the range.
+    let mut ports = vec![];
+    while let Some(m) = bob.recv(Duration::from_millis(200)).await {
+        if m["type"] == "ice" {
+            let candidate = m["candidate"]["candidate"].as_str().unwrap().to_owned();
+            // "candidate:<foundation> <component> udp <priority> <address> <port> typ ..."
+            ports.push(
+                candidate
+                    .split_whitespace()
+                    .nth(5)
+                    .unwrap()
+                    .parse::<u16>()
+                    .unwrap(),
+            );
+        }
+    }
+    assert!(!ports.is_empty());
+    assert!(
+        ports.iter().all(|p| (41000..=41100).contains(p)),
+        "{ports:?}"
+    );
+}

@@ -316,3 +316,29 @@ async fn sigterm_kicks_everyone_and_exits_cleanly() {
     assert_eq!(closed.code, 1001);
     server.wait_for_log("stopped").await;
 }
+
+#[tokio::test]
+async fn stats_are_for_administrators_only() {
+    let server = start();
+    let anonymous = server.http("GET", "/stats.json").await;
+    assert_eq!(anonymous.status, 401);
+    assert!(
+        anonymous
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Basic")
+    );
+    common::rtc::with_admin(&server);
+    // admin:wrong
+    let wrong = http_request(
+        server.port,
+        "GET",
+        "/stats.json",
+        &[("Authorization", "Basic YWRtaW46d3Jvbmc=")],
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    let stats = common::rtc::stats(&server).await;
+    assert_eq!(stats["resources"]["peer_connections"], 0);
+    assert_eq!(stats["groups"], json!([]));
+}

@@ -65,7 +65,11 @@ impl Server {
             .arg("--static")
             .arg(&static_dir)
             .args(args)
-            .env("RUST_LOG", "info,webrtc=warn,webrtc_ice=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("CINNABAR_TEST_RUST_LOG")
+                    .unwrap_or_else(|_| "info,webrtc=warn,webrtc_ice=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if !secure {
