@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cinnabar::media::{
     Codec, DownStream, EventSink, Media, MediaConfig, MediaCounts, MediaEvent, TrackSelection,
-    UpStream, VideoSelection,
+    UdpConfig, UpStream, VideoSelection,
 };
 use cinnabar::peer::{
     AudioConfig, DropFilter, Kind, Publisher, PublisherConfig, Subscriber, SubscriberConfig,
@@ -25,16 +25,32 @@ const BOTH: TrackSelection = TrackSelection {
 
 /// Events of one stream, as the test saw them.
 #[derive(Clone, Default)]
-struct EventLog(Arc<Mutex<Vec<MediaEvent>>>);
+struct EventLog {
+    events: Arc<Mutex<Vec<MediaEvent>>>,
+    candidates: Arc<Mutex<Vec<serde_json::Value>>>,
+}
 
 impl EventLog {
     fn count(&self, wanted: &MediaEvent) -> usize {
-        self.0
+        self.events
             .lock()
             .unwrap()
             .iter()
             .filter(|e| *e == wanted)
             .count()
+    }
+
+    /// The (address, port) of every local candidate.
+    fn candidate_addresses(&self) -> Vec<(String, u16)> {
+        self.candidates
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|c| {
+                let fields: Vec<&str> = c["candidate"].as_str()?.split(' ').collect();
+                Some((fields.get(4)?.to_string(), fields.get(5)?.parse().ok()?))
+            })
+            .collect()
     }
 }
 
@@ -54,9 +70,10 @@ where
     let l = log.clone();
     let sink: EventSink = Arc::new(move |e| match e {
         MediaEvent::LocalCandidate(c) => {
+            l.candidates.lock().unwrap().push(c.clone());
             let _ = tx.send(c);
         }
-        other => l.0.lock().unwrap().push(other),
+        other => l.events.lock().unwrap().push(other),
     });
     (sink, log)
 }
@@ -873,4 +890,55 @@ async fn churn_cycle(media: &Arc<Media>, i: usize) {
     assert_eq!(publisher.events.count(&MediaEvent::Closed), 1);
     sub.peer.close().await;
     publisher.peer.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_range_and_advertised_addresses() {
+    let (min, max) = (42_000, 42_100);
+    let media = Media::new(MediaConfig {
+        udp: UdpConfig::Range { min, max },
+        advertise_ips: vec!["127.0.0.1".parse().expect("address")],
+        ..Default::default()
+    })
+    .await
+    .expect("media");
+    assert_eq!(media.udp_port(), None);
+    let publisher = publish(&media, av_publisher(None, 30, None)).await;
+    let sub = subscribe(&media, &publisher.up, BOTH, SubscriberConfig::default()).await;
+    publisher.peer.start();
+    wait_for("media", || {
+        sub.peer
+            .stats()
+            .track(Kind::Video)
+            .is_some_and(|t| t.packets > 10)
+    })
+    .await;
+    for log in [&publisher.events, &sub.events] {
+        let addresses = log.candidate_addresses();
+        assert!(!addresses.is_empty());
+        for (ip, port) in addresses {
+            assert_eq!(ip, "127.0.0.1", "only the advertised address");
+            assert!((min..=max).contains(&port), "port {port} in the range");
+        }
+    }
+    publisher.up.close().await;
+    wait_released(&media).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mux_candidates_share_one_port_and_include_loopback() {
+    let media = media().await;
+    let port = media.udp_port().expect("mux port");
+    let publisher = publish(&media, av_publisher(None, 30, None)).await;
+    let addresses = publisher.events.candidate_addresses();
+    assert!(
+        addresses.iter().all(|(_, p)| *p == port),
+        "one port: {addresses:?}"
+    );
+    assert!(
+        addresses.iter().any(|(ip, _)| ip == "127.0.0.1"),
+        "loopback: {addresses:?}"
+    );
+    publisher.up.close().await;
+    wait_released(&media).await;
 }

@@ -542,27 +542,56 @@ async fn rtcp_sender(up: Weak<UpStream>, pc: Arc<RTCPeerConnection>, cancel: Can
 /// A down track as the reader sees it.
 struct DownEntry {
     track: Arc<DownTrack>,
-    /// Dropping video to the end of the frame after a queue overflow.
-    dropping: bool,
+    overflow: Overflow,
 }
 
 impl DownEntry {
     /// Queue a packet; false if the down track is gone.
     fn forward(&mut self, p: &CachedPacket, video: bool) -> bool {
-        if self.dropping {
-            self.dropping = !p.marker;
-            self.track.rate.count_drop();
-            return true;
-        }
-        match self.track.queue.try_send(DownItem::Forward(p.clone())) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
+        let sent = self.overflow.offer(p.marker, video, || {
+            match self.track.queue.try_send(DownItem::Forward(p.clone())) {
+                Ok(()) => Ok(true),
+                Err(TrySendError::Full(_)) => Ok(false),
+                Err(TrySendError::Closed(_)) => Err(()),
+            }
+        });
+        match sent {
+            Ok(true) => true,
+            Ok(false) => {
                 self.track.rate.count_drop();
-                self.dropping = video && !p.marker;
                 true
             }
-            Err(TrySendError::Closed(_)) => false,
+            Err(()) => false,
         }
+    }
+}
+
+/// What a full queue does to a stream: the packet is lost and, for video,
+/// so is the rest of its frame (the frame is broken anyway, and dropping it
+/// whole gives the queue time to drain).
+#[derive(Debug, Default)]
+struct Overflow {
+    dropping: bool,
+}
+
+impl Overflow {
+    /// Offer a packet to `send` (which says whether the queue took it).
+    /// Returns whether it was sent; errors from `send` pass through.
+    fn offer<E>(
+        &mut self,
+        marker: bool,
+        video: bool,
+        send: impl FnOnce() -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        if self.dropping {
+            self.dropping = !marker;
+            return Ok(false);
+        }
+        let sent = send()?;
+        if !sent {
+            self.dropping = video && !marker;
+        }
+        Ok(sent)
     }
 }
 
@@ -792,7 +821,7 @@ impl Reader {
                 }
                 self.downs.push(DownEntry {
                     track,
-                    dropping: false,
+                    overflow: Overflow::default(),
                 });
                 self.publish_down_rates();
             }
@@ -908,5 +937,49 @@ impl Reader {
             plis_sent: self.plis_sent,
             subscribers: self.downs.len(),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_drops_to_the_end_of_the_frame() {
+        // (marker, queue has room) -> sent. Frames end at the markers.
+        let video: [(bool, bool, bool); 9] = [
+            (false, true, true),
+            (false, false, false), // full: the rest of this frame goes
+            (false, true, false),
+            (true, true, false), // its last packet
+            (false, true, true), // the next frame is whole
+            (true, true, true),
+            (true, false, false), // a full queue on a frame's last packet
+            (false, true, true),  // drops nothing more
+            (true, true, true),
+        ];
+        let mut o = Overflow::default();
+        for (i, (marker, room, sent)) in video.into_iter().enumerate() {
+            assert_eq!(
+                o.offer::<()>(marker, true, || Ok(room)),
+                Ok(sent),
+                "video packet {i}"
+            );
+        }
+        // Audio loses only what did not fit.
+        let mut o = Overflow::default();
+        let audio = [(true, true), (false, false), (true, true), (true, true)];
+        for (i, (room, sent)) in audio.into_iter().enumerate() {
+            assert_eq!(
+                o.offer::<()>(false, false, || Ok(room)),
+                Ok(sent),
+                "audio packet {i}"
+            );
+        }
+        // A closed queue is reported.
+        assert_eq!(
+            Overflow::default().offer(false, true, || Err("closed")),
+            Err("closed")
+        );
     }
 }
