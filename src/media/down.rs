@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
@@ -440,14 +441,16 @@ impl DownStream {
                 return Err(MediaError::Internal("down track started twice".to_owned()));
             };
             let writer = Writer::new(t.clone(), pc.clone(), self.shared.clock);
-            self.shared
-                .spawn(writer.run(queue, ctl, self.cancel.clone()));
-            self.shared.spawn(read_rtcp(
-                t.clone(),
-                sender,
-                self.cancel.clone(),
-                self.shared.clock,
-            ));
+            let span = tracing::debug_span!("down_track", stream = %self.id, track = %t.track_id);
+            self.shared.spawn(
+                writer
+                    .run(queue, ctl, self.cancel.clone())
+                    .instrument(span.clone()),
+            );
+            self.shared.spawn(
+                read_rtcp(t.clone(), sender, self.cancel.clone(), self.shared.clock)
+                    .instrument(span),
+            );
         }
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer).await?;

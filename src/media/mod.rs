@@ -26,22 +26,22 @@
 //!   touched per packet (cache, statistics, the list of its down tracks).
 //!   Everything else talks to it through an unbounded control channel, so
 //!   the per-packet path takes no lock of ours.
-//! * A down track ([`down`]) is our own `TrackLocal`. Its writer task maps
-//!   sequence numbers ([`packetmap`]) and rewrites SSRC, payload type and
+//! * A down track (`down`) is our own `TrackLocal`. Its writer task maps
+//!   sequence numbers (`packetmap`) and rewrites SSRC, payload type and
 //!   timestamp per subscriber, so retransmissions and drops concern one
 //!   subscriber only. A slow subscriber fills its own bounded queue and
 //!   loses packets (to the end of the frame, for video); the others do not
 //!   notice.
 //! * RTCP is ours: webrtc-rs runs no interceptor. Subscriber NACKs are
 //!   answered from the cache, what it lacks is NACKed upstream after 50 ms
-//!   ([`rtcp::NackAggregator`]); holes in the publisher's stream are NACKed
+//!   (`rtcp::NackAggregator`); holes in the publisher's stream are NACKed
 //!   about 20 ms after they appear; PLI and FIR become at most one PLI per
-//!   500 ms ([`rtcp::KeyframeLimiter`]); a new subscriber gets the cached
-//!   GOP or a PLI; REMB and loss-based estimates ([`rate`]) make one REMB
+//!   500 ms (`rtcp::KeyframeLimiter`); a new subscriber gets the cached
+//!   GOP or a PLI; REMB and loss-based estimates (`rate`) make one REMB
 //!   per second; RR upstream every second, SR downstream every 500 ms.
 //! * The logic lives in plain structs that take `now` and do no I/O
-//!   ([`packetcache`], [`packetmap`], [`rtcp`], [`rate`], [`jitter`],
-//!   [`codecs`]); the tasks in [`up`] and [`down`] are thin around them.
+//!   (`packetcache`, `packetmap`, `rtcp`, `rate`, `jitter`,
+//!   `codecs`); the tasks in `up` and `down` are thin around them.
 //!
 //! # Events
 //!

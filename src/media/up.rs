@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use webrtc::interceptor::Attributes;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
@@ -346,10 +347,14 @@ impl UpStream {
             self.rtcp_ssrc,
             self.shared.clone(),
         );
+        let span = tracing::debug_span!("up_track", stream = %self.id, mid = %track.mid);
+        self.shared.spawn(
+            reader
+                .run(remote, pc, ctl_rx, self.cancel.clone())
+                .instrument(span.clone()),
+        );
         self.shared
-            .spawn(reader.run(remote, pc, ctl_rx, self.cancel.clone()));
-        self.shared
-            .spawn(read_sender_reports(track, receiver, self.cancel.clone()));
+            .spawn(read_sender_reports(track, receiver, self.cancel.clone()).instrument(span));
     }
 
     /// Apply an offer and answer it, restricting each m-line to one codec.
