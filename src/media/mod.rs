@@ -348,6 +348,8 @@ impl Shared {
 pub struct Media {
     shared: Arc<Shared>,
     udp: UDPNetwork,
+    /// Closed when the factory is dropped, which ends its socket's task.
+    mux: Option<Arc<UDPMuxDefault>>,
     udp_port: Option<u16>,
     advertise_ips: Vec<IpAddr>,
     apis: Mutex<HashMap<Vec<Codec>, Arc<API>>>,
@@ -355,7 +357,7 @@ pub struct Media {
 
 impl Media {
     pub async fn new(config: MediaConfig) -> Result<Arc<Media>, MediaError> {
-        let (udp, udp_port) = match config.udp {
+        let (udp, mux, udp_port) = match config.udp {
             UdpConfig::Mux { port } => {
                 let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
                 let socket = tokio::net::UdpSocket::bind(addr)
@@ -366,12 +368,12 @@ impl Media {
                     .map_err(|e| MediaError::Socket(e.to_string()))?
                     .port();
                 let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
-                (UDPNetwork::Muxed(mux), Some(port))
+                (UDPNetwork::Muxed(mux.clone()), Some(mux), Some(port))
             }
             UdpConfig::Range { min, max } => {
                 let range = EphemeralUDP::new(min, max)
                     .map_err(|e| MediaError::Socket(format!("port range {min}-{max}: {e}")))?;
-                (UDPNetwork::Ephemeral(range), None)
+                (UDPNetwork::Ephemeral(range), None, None)
             }
         };
         let rtc_config = RTCConfiguration {
@@ -398,6 +400,7 @@ impl Media {
                 rtc_config,
             }),
             udp,
+            mux,
             udp_port,
             advertise_ips: config.advertise_ips,
             apis: Mutex::new(HashMap::new()),
@@ -547,6 +550,18 @@ impl Media {
             tasks: self.shared.tasks.load(Ordering::Relaxed),
             caches: self.shared.caches.load(Ordering::Relaxed),
             cached_bytes: ups.iter().map(|u| u.cached_bytes()).sum(),
+        }
+    }
+}
+
+impl Drop for Media {
+    fn drop(&mut self) {
+        // The shared socket goes with the factory (at shutdown): streams
+        // still open would stop receiving.
+        if let (Some(mux), Ok(rt)) = (self.mux.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(async move {
+                let _ = webrtc::ice::udp_mux::UDPMux::close(mux.as_ref()).await;
+            });
         }
     }
 }
