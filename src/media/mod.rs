@@ -26,7 +26,7 @@
 //!   touched per packet (cache, statistics, the list of its down tracks).
 //!   Everything else talks to it through an unbounded control channel, so
 //!   the per-packet path takes no lock of ours.
-//! * A down track (`down`) is our own `TrackLocal`. Its writer task maps
+//! * A down track (`downtrack`) is our own `TrackLocal`. Its writer task maps
 //!   sequence numbers (`packetmap`) and rewrites SSRC, payload type and
 //!   timestamp per subscriber, so retransmissions and drops concern one
 //!   subscriber only. A slow subscriber fills its own bounded queue and
@@ -41,7 +41,7 @@
 //!   per second; RR upstream every second, SR downstream every 500 ms.
 //! * The logic lives in plain structs that take `now` and do no I/O
 //!   (`packetcache`, `packetmap`, `rtcp`, `rate`, `jitter`,
-//!   `codecs`); the tasks in `up` and `down` are thin around them.
+//!   `codecs`); the tasks in `reader` and `downtrack` are thin around them.
 //!
 //! # Events
 //!
@@ -60,11 +60,14 @@
 
 mod codecs;
 mod down;
+mod downtrack;
 mod jitter;
 mod packetcache;
 mod packetmap;
 mod rate;
+mod reader;
 mod rtcp;
+mod stats;
 mod up;
 
 use std::collections::HashMap;
@@ -93,6 +96,9 @@ use webrtc::rtp_transceiver::rtp_codec::{
 
 pub use codecs::{Codec, MediaKind, UnknownCodec};
 pub use down::DownStream;
+pub use stats::{
+    DownStreamStats, DownTrackStats, MediaCounts, MediaStats, UpStreamStats, UpTrackStats,
+};
 pub use up::UpStream;
 
 /// How the media module listens and what it advertises.
@@ -210,81 +216,6 @@ impl From<webrtc::Error> for MediaError {
     fn from(e: webrtc::Error) -> Self {
         MediaError::Internal(e.to_string())
     }
-}
-
-/// Per-track statistics of an up stream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UpTrackStats {
-    pub kind: MediaKind,
-    pub codec: Codec,
-    pub bitrate: u64,
-    pub packet_rate: u32,
-    /// Fraction of packets lost over the last second, 0 to 1.
-    pub loss: f64,
-    pub total_lost: u32,
-    pub jitter_ms: f64,
-    pub packets: u64,
-    pub keyframes: u64,
-    /// NACK pairs and PLIs we sent to the publisher.
-    pub nacks_sent: u64,
-    pub plis_sent: u64,
-    pub subscribers: usize,
-}
-
-/// Per-track statistics of a down stream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DownTrackStats {
-    pub kind: MediaKind,
-    pub codec: Codec,
-    pub bitrate: u64,
-    pub packets: u64,
-    /// Loss reported by the subscriber, 0 to 1.
-    pub loss: f64,
-    pub jitter_ms: f64,
-    pub rtt_ms: Option<f64>,
-    /// The subscriber's last REMB, if recent.
-    pub remb: Option<u64>,
-    /// Our loss-based estimate of what it can take.
-    pub estimate: u64,
-    pub nacks_received: u64,
-    pub retransmitted: u64,
-    pub plis_received: u64,
-    /// Packets dropped because its queue was full.
-    pub dropped: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UpStreamStats {
-    pub id: StreamId,
-    pub tracks: Vec<UpTrackStats>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DownStreamStats {
-    pub id: StreamId,
-    /// The up stream it receives.
-    pub up: StreamId,
-    pub tracks: Vec<DownTrackStats>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
-pub struct MediaStats {
-    pub up: Vec<UpStreamStats>,
-    pub down: Vec<DownStreamStats>,
-}
-
-/// Live resources, to check that closing releases everything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-pub struct MediaCounts {
-    /// PeerConnections not yet dropped.
-    pub peer_connections: usize,
-    pub up_streams: usize,
-    pub down_streams: usize,
-    /// Our tasks still running.
-    pub tasks: usize,
-    /// Packet caches alive and the payload bytes they hold.
-    pub caches: usize,
-    pub cached_bytes: usize,
 }
 
 /// State shared by the factory and every stream: counters and registry.
