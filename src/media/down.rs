@@ -19,7 +19,6 @@ use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 
 use super::downtrack::{DownTrack, Writer, read_rtcp};
-use super::rtcp::NtpClock;
 use super::up::{UpCtl, UpStream, UpTrack};
 use super::{
     DownStreamStats, EventSink, MediaError, MediaEvent, Shared, StreamId, TrackInfo,
@@ -293,7 +292,7 @@ impl DownStream {
         }
     }
 
-    pub(crate) fn stats(&self, _clock: &NtpClock) -> DownStreamStats {
+    pub(crate) fn stats(&self) -> DownStreamStats {
         let now = Instant::now();
         DownStreamStats {
             id: self.id,

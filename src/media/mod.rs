@@ -454,7 +454,7 @@ impl Media {
             .collect();
         let mut stats = MediaStats {
             up: ups.iter().map(|u| u.stats()).collect(),
-            down: downs.iter().map(|d| d.stats(&self.shared.clock)).collect(),
+            down: downs.iter().map(|d| d.stats()).collect(),
         };
         stats.up.sort_by_key(|s| s.id);
         stats.down.sort_by_key(|s| s.id);
