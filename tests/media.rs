@@ -4,209 +4,14 @@
 //! sides. No assertion is about time or speed: waits are on conditions,
 //! with generous timeouts that only bound a failing test.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod support;
 
-use cinnabar::media::{
-    Codec, DownStream, EventSink, Media, MediaConfig, MediaCounts, MediaEvent, TrackSelection,
-    UpStream, VideoSelection,
-};
-use cinnabar::peer::{
-    AudioConfig, DropFilter, Kind, Publisher, PublisherConfig, Subscriber, SubscriberConfig,
-    VideoConfig,
-};
+use std::sync::Arc;
+use std::time::Instant;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
-const CODECS: [Codec; 2] = [Codec::Vp8, Codec::Opus];
-const BOTH: TrackSelection = TrackSelection {
-    audio: true,
-    video: VideoSelection::High,
-};
-
-/// Events of one stream, as the test saw them.
-#[derive(Clone, Default)]
-struct EventLog(Arc<Mutex<Vec<MediaEvent>>>);
-
-impl EventLog {
-    fn count(&self, wanted: &MediaEvent) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| *e == wanted)
-            .count()
-    }
-}
-
-/// An event sink that hands local candidates to `deliver` and logs the rest.
-fn sink<F, Fut>(deliver: F) -> (EventSink, EventLog)
-where
-    F: Fn(serde_json::Value) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let log = EventLog::default();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(c) = rx.recv().await {
-            deliver(c).await;
-        }
-    });
-    let l = log.clone();
-    let sink: EventSink = Arc::new(move |e| match e {
-        MediaEvent::LocalCandidate(c) => {
-            let _ = tx.send(c);
-        }
-        other => l.0.lock().unwrap().push(other),
-    });
-    (sink, log)
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn media() -> Arc<Media> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    Media::new(MediaConfig::default())
-        .await
-        .expect("media starts")
-}
-
-fn video(frames: Option<u32>, keyframe_interval: u32) -> VideoConfig {
-    VideoConfig {
-        frames,
-        keyframe_interval,
-        ..Default::default()
-    }
-}
-
-fn av_publisher(
-    frames: Option<u32>,
-    keyframe_interval: u32,
-    audio_packets: Option<u32>,
-) -> PublisherConfig {
-    PublisherConfig {
-        video: Some(video(frames, keyframe_interval)),
-        audio: Some(AudioConfig {
-            packets: audio_packets,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-struct Published {
-    peer: Arc<Publisher>,
-    up: Arc<UpStream>,
-    events: EventLog,
-}
-
-/// Publish from a new synthetic publisher and wait for the connection.
-async fn publish(media: &Arc<Media>, config: PublisherConfig) -> Published {
-    let peer = Arc::new(Publisher::new(config).await.expect("publisher"));
-    let offer = peer.offer().await.expect("offer");
-    let p = peer.clone();
-    let (events_sink, events) = sink(move |c| {
-        let p = p.clone();
-        async move { p.add_remote_candidate(c).await.expect("server candidate") }
-    });
-    let (up, answer) = media
-        .publish(&CODECS, &offer, events_sink)
-        .await
-        .expect("publish");
-    peer.set_answer(&answer).await.expect("answer");
-    let mut candidates = peer.take_candidates().expect("candidates");
-    let u = up.clone();
-    tokio::spawn(async move {
-        while let Some(c) = candidates.recv().await {
-            if u.add_remote_candidate(c).await.is_err() {
-                return;
-            }
-        }
-    });
-    assert!(peer.wait_connected(TIMEOUT).await, "publisher connects");
-    wait_for("up stream connected", || {
-        events.count(&MediaEvent::Connected) == 1
-    })
-    .await;
-    Published { peer, up, events }
-}
-
-struct Subscribed {
-    peer: Arc<Subscriber>,
-    down: Arc<DownStream>,
-    events: EventLog,
-    offer: String,
-}
-
-/// Subscribe a new synthetic subscriber and wait until forwarding starts.
-async fn subscribe(
-    media: &Arc<Media>,
-    up: &Arc<UpStream>,
-    selection: TrackSelection,
-    config: SubscriberConfig,
-) -> Subscribed {
-    let peer = Arc::new(Subscriber::new(config).await.expect("subscriber"));
-    let p = peer.clone();
-    let (events_sink, events) = sink(move |c| {
-        let p = p.clone();
-        async move { p.add_remote_candidate(c).await.expect("server candidate") }
-    });
-    let (down, offer) = media
-        .subscribe(up, selection, events_sink)
-        .await
-        .expect("subscribe");
-    // Candidates may reach the server before the answer: it must queue them.
-    let mut candidates = peer.take_candidates().expect("candidates");
-    let d = down.clone();
-    tokio::spawn(async move {
-        while let Some(c) = candidates.recv().await {
-            if d.add_remote_candidate(c).await.is_err() {
-                return;
-            }
-        }
-    });
-    let answer = peer.answer(&offer).await.expect("answer");
-    down.set_answer(&answer).await.expect("set answer");
-    assert!(peer.wait_connected(TIMEOUT).await, "subscriber connects");
-    wait_for("down stream connected", || {
-        events.count(&MediaEvent::Connected) == 1
-    })
-    .await;
-    Subscribed {
-        peer,
-        down,
-        events,
-        offer,
-    }
-}
-
-/// The SSRCs announced in an SDP.
-fn sdp_ssrcs(sdp: &str) -> Vec<u32> {
-    sdp.lines()
-        .filter_map(|l| l.strip_prefix("a=ssrc:"))
-        .filter_map(|l| l.split(' ').next()?.parse().ok())
-        .collect()
-}
-
-async fn wait_released(media: &Media) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let counts = media.counts();
-        if counts == MediaCounts::default() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not released: {counts:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use cinnabar::media::*;
+use cinnabar::peer::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_every_packet_to_two_subscribers() {
@@ -308,25 +113,6 @@ async fn forwards_every_packet_to_two_subscribers() {
     }
     publisher.peer.close().await;
     wait_released(&media).await;
-}
-
-/// Video packets whose probe index is in `indices`.
-fn drop_video(indices: impl Fn(u32) -> bool + Send + Sync + 'static) -> DropFilter {
-    Arc::new(move |p| p.kind == Kind::Video && p.probe.is_some_and(|probe| indices(probe.index)))
-}
-
-fn video_stats(media: &Media, down: &DownStream) -> cinnabar::media::DownTrackStats {
-    media
-        .stats()
-        .down
-        .into_iter()
-        .find(|d| d.id == down.id())
-        .and_then(|d| {
-            d.tracks
-                .into_iter()
-                .find(|t| t.kind == cinnabar::media::MediaKind::Video)
-        })
-        .expect("down video track stats")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -686,10 +472,6 @@ async fn ice_restart_and_renegotiation_keep_media_flowing() {
     wait_released(&media).await;
 }
 
-fn ice_ufrag(sdp: &str) -> Option<&str> {
-    sdp.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_releases_everything() {
     let media = media().await;
@@ -873,4 +655,55 @@ async fn churn_cycle(media: &Arc<Media>, i: usize) {
     assert_eq!(publisher.events.count(&MediaEvent::Closed), 1);
     sub.peer.close().await;
     publisher.peer.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_range_and_advertised_addresses() {
+    let (min, max) = (42_000, 42_100);
+    let media = Media::new(MediaConfig {
+        udp: UdpConfig::Range { min, max },
+        advertise_ips: vec!["127.0.0.1".parse().expect("address")],
+        ..Default::default()
+    })
+    .await
+    .expect("media");
+    assert_eq!(media.udp_port(), None);
+    let publisher = publish(&media, av_publisher(None, 30, None)).await;
+    let sub = subscribe(&media, &publisher.up, BOTH, SubscriberConfig::default()).await;
+    publisher.peer.start();
+    wait_for("media", || {
+        sub.peer
+            .stats()
+            .track(Kind::Video)
+            .is_some_and(|t| t.packets > 10)
+    })
+    .await;
+    for log in [&publisher.events, &sub.events] {
+        let addresses = log.candidate_addresses();
+        assert!(!addresses.is_empty());
+        for (ip, port) in addresses {
+            assert_eq!(ip, "127.0.0.1", "only the advertised address");
+            assert!((min..=max).contains(&port), "port {port} in the range");
+        }
+    }
+    publisher.up.close().await;
+    wait_released(&media).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mux_candidates_share_one_port_and_include_loopback() {
+    let media = media().await;
+    let port = media.udp_port().expect("mux port");
+    let publisher = publish(&media, av_publisher(None, 30, None)).await;
+    let addresses = publisher.events.candidate_addresses();
+    assert!(
+        addresses.iter().all(|(_, p)| *p == port),
+        "one port: {addresses:?}"
+    );
+    assert!(
+        addresses.iter().any(|(ip, _)| ip == "127.0.0.1"),
+        "loopback: {addresses:?}"
+    );
+    publisher.up.close().await;
+    wait_released(&media).await;
 }

@@ -1,63 +1,29 @@
-//! A subscriber's connection to one up stream.
-//!
-//! Each [`DownTrack`] is our own `TrackLocal`: webrtc-rs hands it the SSRC,
-//! payload type and writer it negotiated (`bind`), and its writer task
-//! rewrites every packet the up track's reader queues for it. A second task
-//! per track reads the subscriber's RTCP: NACKs go back to the reader
-//! (through the writer, which owns the seqno map), PLI/FIR become keyframe
-//! requests, REMB and receiver reports feed [`DownRate`], which the up
-//! stream reads to build its REMB.
+//! A subscriber's connection to one up stream: our offer, its answer,
+//! remote candidates queued until the answer, ICE restart, and closing. Its
+//! tracks are attached to the up tracks' readers only once the connection
+//! is up, so that no packet is sent into the void. The tracks themselves
+//! (`TrackLocal`, writer and RTCP tasks) are in `downtrack`.
 
-use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use arc_swap::ArcSwapOption;
-use async_trait::async_trait;
-use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
-use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
-use webrtc::rtcp::receiver_report::ReceiverReport;
-use webrtc::rtcp::reception_report::ReceptionReport;
-use webrtc::rtcp::sender_report::SenderReport;
-use webrtc::rtcp::source_description::{
-    SdesType, SourceDescription, SourceDescriptionChunk, SourceDescriptionItem,
-};
-use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
-use webrtc::rtp::header::Header;
-use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecParameters, RTPCodecType};
-use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
-use webrtc::track::track_local::{TrackLocal, TrackLocalContext, TrackLocalWriter};
 
-use super::codecs::{Codec, MediaKind};
-use super::packetcache::CachedPacket;
-use super::packetmap::PacketMap;
-use super::rate::{
-    DEFAULT_LOSS_RATE, LossEstimator, REPORT_TIMEOUT, RateEstimator, subscriber_limit,
-};
-use super::rtcp::{NtpClock, rtt_from_report};
+use super::downtrack::{DownTrack, Writer, read_rtcp};
 use super::up::{UpCtl, UpStream, UpTrack};
 use super::{
-    DownStreamStats, DownTrackStats, EventSink, MediaError, MediaEvent, Shared, StreamId,
-    TrackInfo, candidate_event, lock, parse_candidate, rtp_codec_type,
+    DownStreamStats, EventSink, MediaError, MediaEvent, Shared, StreamId, TrackInfo,
+    candidate_event, lock, parse_candidate,
 };
-
-/// Packets queued per down track before dropping (Galène's writers hold 32;
-/// ours is per track, and a keyframe alone can be 30 packets).
-const QUEUE: usize = 128;
-const SR_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A subscriber's connection: one PeerConnection, one track per selected
 /// up track.
@@ -76,221 +42,6 @@ pub struct DownStream {
     closed: AtomicBool,
     cancel: CancellationToken,
     negotiation: tokio::sync::Mutex<()>,
-}
-
-/// What `bind` learnt from webrtc-rs.
-struct Binding {
-    ssrc: u32,
-    payload_type: u8,
-    writer: Arc<dyn TrackLocalWriter + Send + Sync>,
-}
-
-/// What the up track's reader queues for a down track.
-pub(crate) enum DownItem {
-    Forward(CachedPacket),
-    Retransmit(CachedPacket),
-}
-
-enum DownCtl {
-    /// The subscriber lost these (rewritten) seqnos.
-    Nack(Vec<u16>),
-}
-
-/// One track sent to a subscriber.
-pub(crate) struct DownTrack {
-    pub id: u64,
-    track_id: String,
-    stream_label: String,
-    pub kind: MediaKind,
-    pub codec: Codec,
-    up: Weak<UpTrack>,
-    binding: ArcSwapOption<Binding>,
-    pub queue: mpsc::Sender<DownItem>,
-    queue_rx: Mutex<Option<mpsc::Receiver<DownItem>>>,
-    ctl: mpsc::UnboundedSender<DownCtl>,
-    ctl_rx: Mutex<Option<mpsc::UnboundedReceiver<DownCtl>>>,
-    pub rate: Arc<DownRate>,
-}
-
-/// What a subscriber reports and what we send it, shared through atomics
-/// with the up side (no lock on either path).
-pub(crate) struct DownRate {
-    base: Instant,
-    remb: AtomicU64,
-    remb_at_ms: AtomicU64,
-    estimate: AtomicU64,
-    estimate_at_ms: AtomicU64,
-    rtt_us: AtomicU64,
-    jitter_us: AtomicU64,
-    fraction_lost: AtomicU32,
-    bitrate: AtomicU64,
-    packets: AtomicU64,
-    nacks: AtomicU64,
-    retransmitted: AtomicU64,
-    plis: AtomicU64,
-    dropped: AtomicU64,
-}
-
-impl DownRate {
-    fn new() -> Self {
-        DownRate {
-            base: Instant::now(),
-            remb: AtomicU64::new(0),
-            remb_at_ms: AtomicU64::new(0),
-            estimate: AtomicU64::new(DEFAULT_LOSS_RATE),
-            estimate_at_ms: AtomicU64::new(0),
-            rtt_us: AtomicU64::new(0),
-            jitter_us: AtomicU64::new(0),
-            fraction_lost: AtomicU32::new(0),
-            bitrate: AtomicU64::new(0),
-            packets: AtomicU64::new(0),
-            nacks: AtomicU64::new(0),
-            retransmitted: AtomicU64::new(0),
-            plis: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        }
-    }
-
-    /// Milliseconds since `base`, plus one so that 0 means "never".
-    fn stamp(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.base).as_millis() as u64 + 1
-    }
-
-    fn fresh(&self, at: &AtomicU64, now: Instant) -> bool {
-        let at = at.load(Ordering::Relaxed);
-        at != 0 && self.stamp(now).saturating_sub(at) <= REPORT_TIMEOUT.as_millis() as u64
-    }
-
-    fn remb(&self, now: Instant) -> Option<u64> {
-        self.fresh(&self.remb_at_ms, now)
-            .then(|| self.remb.load(Ordering::Relaxed))
-    }
-
-    fn estimate(&self, now: Instant) -> u64 {
-        if self.fresh(&self.estimate_at_ms, now) {
-            self.estimate.load(Ordering::Relaxed)
-        } else {
-            DEFAULT_LOSS_RATE
-        }
-    }
-
-    /// What this subscriber can take, for the publisher's REMB.
-    pub fn limit(&self, now: Instant) -> u64 {
-        subscriber_limit(self.estimate(now), self.remb(now))
-    }
-
-    pub fn rtt_ms(&self) -> f64 {
-        self.rtt_us.load(Ordering::Relaxed) as f64 / 1000.0
-    }
-
-    pub fn jitter_ms(&self) -> f64 {
-        self.jitter_us.load(Ordering::Relaxed) as f64 / 1000.0
-    }
-
-    pub fn count_drop(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self, kind: MediaKind, codec: Codec, now: Instant) -> DownTrackStats {
-        let rtt = self.rtt_us.load(Ordering::Relaxed);
-        DownTrackStats {
-            kind,
-            codec,
-            bitrate: self.bitrate.load(Ordering::Relaxed),
-            packets: self.packets.load(Ordering::Relaxed),
-            loss: f64::from(self.fraction_lost.load(Ordering::Relaxed)) / 256.0,
-            jitter_ms: self.jitter_ms(),
-            rtt_ms: (rtt != 0).then(|| rtt as f64 / 1000.0),
-            remb: self.remb(now),
-            estimate: self.estimate(now),
-            nacks_received: self.nacks.load(Ordering::Relaxed),
-            retransmitted: self.retransmitted.load(Ordering::Relaxed),
-            plis_received: self.plis.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-        }
-    }
-}
-
-impl DownTrack {
-    fn new(id: u64, index: usize, up: &Arc<UpTrack>) -> Self {
-        let (queue, queue_rx) = mpsc::channel(QUEUE);
-        let (ctl, ctl_rx) = mpsc::unbounded_channel();
-        let kind = up.kind;
-        DownTrack {
-            id,
-            track_id: format!(
-                "{}-{index}",
-                if kind == MediaKind::Audio {
-                    "audio"
-                } else {
-                    "video"
-                }
-            ),
-            stream_label: up.stream_label.clone(),
-            kind,
-            codec: up.codec,
-            up: Arc::downgrade(up),
-            binding: ArcSwapOption::empty(),
-            queue,
-            queue_rx: Mutex::new(Some(queue_rx)),
-            ctl,
-            ctl_rx: Mutex::new(Some(ctl_rx)),
-            rate: Arc::new(DownRate::new()),
-        }
-    }
-
-    fn send_up(&self, ctl: UpCtl) {
-        if let Some(up) = self.up.upgrade() {
-            up.send(ctl);
-        }
-    }
-}
-
-#[async_trait]
-impl TrackLocal for DownTrack {
-    async fn bind(&self, t: &TrackLocalContext) -> Result<RTCRtpCodecParameters, webrtc::Error> {
-        let codec = t
-            .codec_parameters()
-            .iter()
-            .find(|c| {
-                c.capability
-                    .mime_type
-                    .eq_ignore_ascii_case(self.codec.mime_type())
-            })
-            .cloned()
-            .ok_or(webrtc::Error::ErrUnsupportedCodec)?;
-        self.binding.store(Some(Arc::new(Binding {
-            ssrc: t.ssrc(),
-            payload_type: codec.payload_type,
-            writer: t.write_stream(),
-        })));
-        Ok(codec)
-    }
-
-    async fn unbind(&self, _t: &TrackLocalContext) -> Result<(), webrtc::Error> {
-        self.binding.store(None);
-        Ok(())
-    }
-
-    fn id(&self) -> &str {
-        &self.track_id
-    }
-
-    fn rid(&self) -> Option<&str> {
-        None
-    }
-
-    fn stream_id(&self) -> &str {
-        &self.stream_label
-    }
-
-    fn kind(&self) -> RTPCodecType {
-        rtp_codec_type(self.kind)
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 }
 
 pub(super) async fn subscribe(
@@ -440,14 +191,16 @@ impl DownStream {
                 return Err(MediaError::Internal("down track started twice".to_owned()));
             };
             let writer = Writer::new(t.clone(), pc.clone(), self.shared.clock);
-            self.shared
-                .spawn(writer.run(queue, ctl, self.cancel.clone()));
-            self.shared.spawn(read_rtcp(
-                t.clone(),
-                sender,
-                self.cancel.clone(),
-                self.shared.clock,
-            ));
+            let span = tracing::debug_span!("down_track", stream = %self.id, track = %t.track_id);
+            self.shared.spawn(
+                writer
+                    .run(queue, ctl, self.cancel.clone())
+                    .instrument(span.clone()),
+            );
+            self.shared.spawn(
+                read_rtcp(t.clone(), sender, self.cancel.clone(), self.shared.clock)
+                    .instrument(span),
+            );
         }
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer).await?;
@@ -539,7 +292,7 @@ impl DownStream {
         }
     }
 
-    pub(crate) fn stats(&self, _clock: &NtpClock) -> DownStreamStats {
+    pub(crate) fn stats(&self) -> DownStreamStats {
         let now = Instant::now();
         DownStreamStats {
             id: self.id,
@@ -559,247 +312,4 @@ async fn local_sdp(pc: &RTCPeerConnection) -> Result<String, MediaError> {
         .await
         .ok_or_else(|| MediaError::Internal("no local description".to_owned()))?
         .sdp)
-}
-
-/// The writer task of a down track: seqno map, header rewrite, SR.
-struct Writer {
-    track: Arc<DownTrack>,
-    pc: Arc<RTCPeerConnection>,
-    clock: NtpClock,
-    binding: Option<Arc<Binding>>,
-    map: PacketMap,
-    seq_offset: u16,
-    ts_offset: u32,
-    rate: RateEstimator,
-    packets: u32,
-    octets: u32,
-    retransmitted: u64,
-    /// The last packet sent: its (publisher) timestamp and when.
-    last: Option<(u32, Instant)>,
-}
-
-impl Writer {
-    fn new(track: Arc<DownTrack>, pc: Arc<RTCPeerConnection>, clock: NtpClock) -> Self {
-        Writer {
-            track,
-            pc,
-            clock,
-            binding: None,
-            map: PacketMap::default(),
-            seq_offset: rand::random(),
-            ts_offset: rand::random(),
-            rate: RateEstimator::new(Duration::from_secs(1)),
-            packets: 0,
-            octets: 0,
-            retransmitted: 0,
-            last: None,
-        }
-    }
-
-    async fn run(
-        mut self,
-        mut queue: mpsc::Receiver<DownItem>,
-        mut ctl: mpsc::UnboundedReceiver<DownCtl>,
-        cancel: CancellationToken,
-    ) {
-        let mut sr = tokio::time::interval(SR_INTERVAL);
-        sr.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                Some(msg) = ctl.recv() => match msg {
-                    DownCtl::Nack(seqs) => self.on_nack(seqs),
-                },
-                item = queue.recv() => match item {
-                    Some(DownItem::Forward(p)) => self.write(p, false).await,
-                    Some(DownItem::Retransmit(p)) => self.write(p, true).await,
-                    None => return,
-                },
-                _ = sr.tick() => self.send_sr().await,
-            }
-        }
-    }
-
-    fn on_nack(&mut self, seqs: Vec<u16>) {
-        let up_seqs: Vec<u16> = seqs
-            .into_iter()
-            .filter_map(|s| self.map.reverse(s.wrapping_sub(self.seq_offset)))
-            .map(|(seq, _)| seq)
-            .collect();
-        if !up_seqs.is_empty() {
-            self.track.send_up(UpCtl::Nack(self.track.clone(), up_seqs));
-        }
-    }
-
-    async fn write(&mut self, p: CachedPacket, retransmit: bool) {
-        if self.binding.is_none() {
-            self.binding = self.track.binding.load_full();
-        }
-        let Some(binding) = &self.binding else {
-            return;
-        };
-        let Some((seq, _)) = self.map.map(p.seq, 0) else {
-            return;
-        };
-        let now = Instant::now();
-        let len = p.payload.len();
-        let packet = Packet {
-            header: Header {
-                version: 2,
-                marker: p.marker,
-                payload_type: binding.payload_type,
-                sequence_number: seq.wrapping_add(self.seq_offset),
-                timestamp: p.timestamp.wrapping_add(self.ts_offset),
-                ssrc: binding.ssrc,
-                ..Default::default()
-            },
-            payload: p.payload,
-        };
-        if binding.writer.write_rtp(&packet).await.is_err() {
-            return;
-        }
-        self.packets = self.packets.wrapping_add(1);
-        self.octets = self.octets.wrapping_add(len as u32);
-        self.rate.accumulate(len, now);
-        if retransmit {
-            self.retransmitted += 1;
-        } else if self.last.is_none_or(|(ts, _)| p.timestamp != ts) {
-            self.last = Some((p.timestamp, now));
-        }
-    }
-
-    /// A sender report, with the RTP time extrapolated from the
-    /// publisher's SR (or our last packet), so subscribers can compute RTT
-    /// and synchronise audio and video.
-    async fn send_sr(&mut self) {
-        let now = Instant::now();
-        let rate = &self.track.rate;
-        rate.bitrate
-            .store(self.rate.estimate(now).0, Ordering::Relaxed);
-        rate.packets
-            .store(u64::from(self.packets), Ordering::Relaxed);
-        rate.retransmitted
-            .store(self.retransmitted, Ordering::Relaxed);
-        let (Some(binding), Some(last)) = (&self.binding, self.last) else {
-            return;
-        };
-        let clock_rate = f64::from(self.track.codec.clock_rate());
-        let sender = self.track.up.upgrade().and_then(|u| u.sender_info());
-        let (base_rtp, base_at) = match sender {
-            Some(sr) => (sr.rtp, sr.at),
-            None => last,
-        };
-        let elapsed = now.saturating_duration_since(base_at).as_secs_f64();
-        let rtp_time = base_rtp
-            .wrapping_add((elapsed * clock_rate) as u32)
-            .wrapping_add(self.ts_offset);
-        let sr = SenderReport {
-            ssrc: binding.ssrc,
-            ntp_time: self.clock.ntp(now),
-            rtp_time,
-            packet_count: self.packets,
-            octet_count: self.octets,
-            reports: vec![],
-            profile_extensions: Bytes::new(),
-        };
-        let sdes = SourceDescription {
-            chunks: vec![SourceDescriptionChunk {
-                source: binding.ssrc,
-                items: vec![SourceDescriptionItem {
-                    sdes_type: SdesType::SdesCname,
-                    text: Bytes::from(self.track.stream_label.clone()),
-                }],
-            }],
-        };
-        let _ = self.pc.write_rtcp(&[Box::new(sr), Box::new(sdes)]).await;
-    }
-}
-
-/// Reads a subscriber's RTCP for one track.
-async fn read_rtcp(
-    track: Arc<DownTrack>,
-    sender: Arc<RTCRtpSender>,
-    cancel: CancellationToken,
-    clock: NtpClock,
-) {
-    let mut loss = LossEstimator::default();
-    let mut last_fir: Option<u8> = None;
-    loop {
-        let packets = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = sender.read_rtcp() => match r {
-                Ok((packets, _)) => packets,
-                Err(_) => return,
-            },
-        };
-        let now = Instant::now();
-        let ssrc = track.binding.load().as_ref().map(|b| b.ssrc);
-        let rate = &track.rate;
-        for p in packets {
-            let p = p.as_any();
-            if let Some(nack) = p.downcast_ref::<TransportLayerNack>() {
-                let seqs: Vec<u16> = nack.nacks.iter().flat_map(|n| n.packet_list()).collect();
-                rate.nacks.fetch_add(seqs.len() as u64, Ordering::Relaxed);
-                let _ = track.ctl.send(DownCtl::Nack(seqs));
-            } else if p.downcast_ref::<PictureLossIndication>().is_some() {
-                rate.plis.fetch_add(1, Ordering::Relaxed);
-                track.send_up(UpCtl::Keyframe);
-            } else if let Some(fir) = p.downcast_ref::<FullIntraRequest>() {
-                for e in &fir.fir {
-                    // A repeated sequence number is a retransmission.
-                    if Some(e.ssrc) == ssrc && last_fir != Some(e.sequence_number) {
-                        last_fir = Some(e.sequence_number);
-                        rate.plis.fetch_add(1, Ordering::Relaxed);
-                        track.send_up(UpCtl::Keyframe);
-                    }
-                }
-            } else if let Some(remb) = p.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
-                rate.remb
-                    .store(remb.bitrate.max(0.0) as u64, Ordering::Relaxed);
-                rate.remb_at_ms.store(rate.stamp(now), Ordering::Relaxed);
-            } else if let Some(rr) = p.downcast_ref::<ReceiverReport>() {
-                for block in rr.reports.iter().filter(|b| Some(b.ssrc) == ssrc) {
-                    on_report(&track, block, &mut loss, &clock, now);
-                }
-            } else if let Some(sr) = p.downcast_ref::<SenderReport>() {
-                for block in sr.reports.iter().filter(|b| Some(b.ssrc) == ssrc) {
-                    on_report(&track, block, &mut loss, &clock, now);
-                }
-            }
-        }
-    }
-}
-
-fn on_report(
-    track: &DownTrack,
-    block: &ReceptionReport,
-    loss: &mut LossEstimator,
-    clock: &NtpClock,
-    now: Instant,
-) {
-    let rate = &track.rate;
-    loss.on_report(
-        block.fraction_lost,
-        rate.bitrate.load(Ordering::Relaxed),
-        now,
-    );
-    rate.estimate.store(loss.rate(now), Ordering::Relaxed);
-    rate.estimate_at_ms
-        .store(rate.stamp(now), Ordering::Relaxed);
-    rate.fraction_lost
-        .store(u32::from(block.fraction_lost), Ordering::Relaxed);
-    let jitter_us = u64::from(block.jitter) * 1_000_000 / u64::from(track.codec.clock_rate());
-    rate.jitter_us.store(jitter_us, Ordering::Relaxed);
-    if let Some(rtt) = rtt_from_report(clock.ntp(now), block.last_sender_report, block.delay) {
-        let new = rtt.as_micros() as u64;
-        let old = rate.rtt_us.load(Ordering::Relaxed);
-        // Smoothed as Galène does: (3 old + new) / 4.
-        let smoothed = if old == 0 {
-            new.max(1)
-        } else {
-            (3 * old + new) / 4
-        };
-        rate.rtt_us.store(smoothed.max(1), Ordering::Relaxed);
-    }
 }

@@ -26,22 +26,22 @@
 //!   touched per packet (cache, statistics, the list of its down tracks).
 //!   Everything else talks to it through an unbounded control channel, so
 //!   the per-packet path takes no lock of ours.
-//! * A down track ([`down`]) is our own `TrackLocal`. Its writer task maps
-//!   sequence numbers ([`packetmap`]) and rewrites SSRC, payload type and
+//! * A down track (`downtrack`) is our own `TrackLocal`. Its writer task maps
+//!   sequence numbers (`packetmap`) and rewrites SSRC, payload type and
 //!   timestamp per subscriber, so retransmissions and drops concern one
 //!   subscriber only. A slow subscriber fills its own bounded queue and
 //!   loses packets (to the end of the frame, for video); the others do not
 //!   notice.
 //! * RTCP is ours: webrtc-rs runs no interceptor. Subscriber NACKs are
 //!   answered from the cache, what it lacks is NACKed upstream after 50 ms
-//!   ([`rtcp::NackAggregator`]); holes in the publisher's stream are NACKed
+//!   (`rtcp::NackAggregator`); holes in the publisher's stream are NACKed
 //!   about 20 ms after they appear; PLI and FIR become at most one PLI per
-//!   500 ms ([`rtcp::KeyframeLimiter`]); a new subscriber gets the cached
-//!   GOP or a PLI; REMB and loss-based estimates ([`rate`]) make one REMB
+//!   500 ms (`rtcp::KeyframeLimiter`); a new subscriber gets the cached
+//!   GOP or a PLI; REMB and loss-based estimates (`rate`) make one REMB
 //!   per second; RR upstream every second, SR downstream every 500 ms.
 //! * The logic lives in plain structs that take `now` and do no I/O
-//!   ([`packetcache`], [`packetmap`], [`rtcp`], [`rate`], [`jitter`],
-//!   [`codecs`]); the tasks in [`up`] and [`down`] are thin around them.
+//!   (`packetcache`, `packetmap`, `rtcp`, `rate`, `jitter`,
+//!   `codecs`); the tasks in `reader` and `downtrack` are thin around them.
 //!
 //! # Events
 //!
@@ -60,11 +60,14 @@
 
 mod codecs;
 mod down;
+mod downtrack;
 mod jitter;
 mod packetcache;
 mod packetmap;
 mod rate;
+mod reader;
 mod rtcp;
+mod stats;
 mod up;
 
 use std::collections::HashMap;
@@ -93,6 +96,9 @@ use webrtc::rtp_transceiver::rtp_codec::{
 
 pub use codecs::{Codec, MediaKind, UnknownCodec};
 pub use down::DownStream;
+pub use stats::{
+    DownStreamStats, DownTrackStats, MediaCounts, MediaStats, UpStreamStats, UpTrackStats,
+};
 pub use up::UpStream;
 
 /// How the media module listens and what it advertises.
@@ -212,81 +218,6 @@ impl From<webrtc::Error> for MediaError {
     }
 }
 
-/// Per-track statistics of an up stream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UpTrackStats {
-    pub kind: MediaKind,
-    pub codec: Codec,
-    pub bitrate: u64,
-    pub packet_rate: u32,
-    /// Fraction of packets lost over the last second, 0 to 1.
-    pub loss: f64,
-    pub total_lost: u32,
-    pub jitter_ms: f64,
-    pub packets: u64,
-    pub keyframes: u64,
-    /// NACK pairs and PLIs we sent to the publisher.
-    pub nacks_sent: u64,
-    pub plis_sent: u64,
-    pub subscribers: usize,
-}
-
-/// Per-track statistics of a down stream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DownTrackStats {
-    pub kind: MediaKind,
-    pub codec: Codec,
-    pub bitrate: u64,
-    pub packets: u64,
-    /// Loss reported by the subscriber, 0 to 1.
-    pub loss: f64,
-    pub jitter_ms: f64,
-    pub rtt_ms: Option<f64>,
-    /// The subscriber's last REMB, if recent.
-    pub remb: Option<u64>,
-    /// Our loss-based estimate of what it can take.
-    pub estimate: u64,
-    pub nacks_received: u64,
-    pub retransmitted: u64,
-    pub plis_received: u64,
-    /// Packets dropped because its queue was full.
-    pub dropped: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UpStreamStats {
-    pub id: StreamId,
-    pub tracks: Vec<UpTrackStats>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DownStreamStats {
-    pub id: StreamId,
-    /// The up stream it receives.
-    pub up: StreamId,
-    pub tracks: Vec<DownTrackStats>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
-pub struct MediaStats {
-    pub up: Vec<UpStreamStats>,
-    pub down: Vec<DownStreamStats>,
-}
-
-/// Live resources, to check that closing releases everything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-pub struct MediaCounts {
-    /// PeerConnections not yet dropped.
-    pub peer_connections: usize,
-    pub up_streams: usize,
-    pub down_streams: usize,
-    /// Our tasks still running.
-    pub tasks: usize,
-    /// Packet caches alive and the payload bytes they hold.
-    pub caches: usize,
-    pub cached_bytes: usize,
-}
-
 /// State shared by the factory and every stream: counters and registry.
 pub(crate) struct Shared {
     next_id: AtomicU64,
@@ -348,6 +279,8 @@ impl Shared {
 pub struct Media {
     shared: Arc<Shared>,
     udp: UDPNetwork,
+    /// Closed when the factory is dropped, which ends its socket's task.
+    mux: Option<Arc<UDPMuxDefault>>,
     udp_port: Option<u16>,
     advertise_ips: Vec<IpAddr>,
     apis: Mutex<HashMap<Vec<Codec>, Arc<API>>>,
@@ -355,7 +288,7 @@ pub struct Media {
 
 impl Media {
     pub async fn new(config: MediaConfig) -> Result<Arc<Media>, MediaError> {
-        let (udp, udp_port) = match config.udp {
+        let (udp, mux, udp_port) = match config.udp {
             UdpConfig::Mux { port } => {
                 let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
                 let socket = tokio::net::UdpSocket::bind(addr)
@@ -366,12 +299,12 @@ impl Media {
                     .map_err(|e| MediaError::Socket(e.to_string()))?
                     .port();
                 let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
-                (UDPNetwork::Muxed(mux), Some(port))
+                (UDPNetwork::Muxed(mux.clone()), Some(mux), Some(port))
             }
             UdpConfig::Range { min, max } => {
                 let range = EphemeralUDP::new(min, max)
                     .map_err(|e| MediaError::Socket(format!("port range {min}-{max}: {e}")))?;
-                (UDPNetwork::Ephemeral(range), None)
+                (UDPNetwork::Ephemeral(range), None, None)
             }
         };
         let rtc_config = RTCConfiguration {
@@ -398,6 +331,7 @@ impl Media {
                 rtc_config,
             }),
             udp,
+            mux,
             udp_port,
             advertise_ips: config.advertise_ips,
             apis: Mutex::new(HashMap::new()),
@@ -520,7 +454,7 @@ impl Media {
             .collect();
         let mut stats = MediaStats {
             up: ups.iter().map(|u| u.stats()).collect(),
-            down: downs.iter().map(|d| d.stats(&self.shared.clock)).collect(),
+            down: downs.iter().map(|d| d.stats()).collect(),
         };
         stats.up.sort_by_key(|s| s.id);
         stats.down.sort_by_key(|s| s.id);
@@ -547,6 +481,18 @@ impl Media {
             tasks: self.shared.tasks.load(Ordering::Relaxed),
             caches: self.shared.caches.load(Ordering::Relaxed),
             cached_bytes: ups.iter().map(|u| u.cached_bytes()).sum(),
+        }
+    }
+}
+
+impl Drop for Media {
+    fn drop(&mut self) {
+        // The shared socket goes with the factory (at shutdown): streams
+        // still open would stop receiving.
+        if let (Some(mux), Ok(rt)) = (self.mux.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(async move {
+                let _ = webrtc::ice::udp_mux::UDPMux::close(mux.as_ref()).await;
+            });
         }
     }
 }

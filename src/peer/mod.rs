@@ -9,7 +9,7 @@
 //! receivers can measure loss and delay end to end.
 //!
 //! Both can lose packets on purpose through a [`DropFilter`] applied by an
-//! interceptor placed at the network side of the chain ([`netsim`]): a
+//! interceptor placed at the network side of the chain ([`NetSim`]): a
 //! publisher drops the first transmission of chosen outgoing packets, a
 //! subscriber drops chosen incoming packets before its NACK generator sees
 //! them. Retransmissions pass.
