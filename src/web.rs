@@ -270,8 +270,10 @@ impl Site {
                 .body("administrator credentials required\n".into())
                 .unwrap_or_else(|_| internal_error());
         }
-        let stats = self.ctx.registry.stats();
-        json_response(&serde_json::to_value(stats).unwrap_or_default())
+        let mut stats = serde_json::to_value(self.ctx.registry.stats()).unwrap_or_default();
+        // Open WebSocket sessions, of every frontend.
+        stats["resources"]["connections"] = self.ctx.connections.len().into();
+        json_response(&stats)
     }
 
     async fn page(&self, file: &str) -> Reply_ {

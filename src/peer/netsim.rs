@@ -19,7 +19,7 @@ use webrtc::rtcp::receiver_report::ReceiverReport;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp::packet::Packet;
 
-use super::{Kind, Probe};
+use super::{Kind, Probe, lock};
 
 /// A packet offered to a [`DropFilter`].
 pub struct PacketInfo<'a> {
@@ -110,10 +110,6 @@ pub struct NetSim {
     incoming: Mutex<Direction>,
     outgoing: Mutex<Direction>,
     rtcp_sent: Mutex<RtcpLog>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl NetSim {

@@ -29,7 +29,7 @@ use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use super::netsim::{DropFilter, DroppedPacket, NetSim};
 use super::probe::{Probe, now_micros};
 use super::{
-    Candidates, OPUS_PT, PeerError, Role, VP8_PT, build_api, opus_capability, vp8_capability,
+    Candidates, OPUS_PT, PeerError, Role, VP8_PT, build_api, lock, opus_capability, vp8_capability,
     wait_connected, wire_pc,
 };
 
@@ -127,10 +127,6 @@ const SEND_BUFFER: usize = 1024;
 struct Shared {
     state: Mutex<State>,
     force_keyframe: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 type Track = (Arc<TrackLocalStaticRTP>, Arc<RTCRtpSender>);

@@ -20,7 +20,7 @@ use webrtc::track::track_remote::TrackRemote;
 
 use super::netsim::{DropFilter, DroppedPacket, NetSim, RtcpLog};
 use super::probe::{Probe, now_micros};
-use super::{Candidates, Kind, PeerError, Role, build_api, wait_connected, wire_pc};
+use super::{Candidates, Kind, PeerError, Role, build_api, lock, wait_connected, wire_pc};
 
 #[derive(Clone, Default)]
 pub struct SubscriberConfig {
@@ -132,10 +132,6 @@ struct Shared {
     sender_reports: AtomicU32,
     video_ssrc: AtomicU32,
     remb: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub struct Subscriber {

@@ -54,7 +54,15 @@ impl Server {
             Server::write_group_in(&dir, name, text);
         }
         let static_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("static");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cinnabar"));
+        // CINNABAR_TEST_WRAPPER runs the server under a tool (heaptrack, valgrind, ...).
+        let mut command = match std::env::var("CINNABAR_TEST_WRAPPER") {
+            Ok(wrapper) if !wrapper.is_empty() => {
+                let mut c = Command::new(wrapper);
+                c.arg(env!("CARGO_BIN_EXE_cinnabar"));
+                c
+            }
+            _ => Command::new(env!("CARGO_BIN_EXE_cinnabar")),
+        };
         command
             .arg("--http")
             .arg("127.0.0.1:0")
