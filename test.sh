@@ -1,10 +1,48 @@
 #!/usr/bin/env bash
-# Runs every test of Cinnabar, installing first whatever the tests need that is missing.
+# Runs every test of Cinnabar, installing first whatever the tests need that is missing:
+# Debian's chromium for the browser tests and the npm packages under tests/.
 # Usage: ./test.sh            (CI runs exactly this through .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 log() { printf '\n==> %s\n' "$*"; }
 
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+# Installs the Debian packages that are missing; retries once (mirrors are flaky).
+apt_install() {
+    local missing=() package
+    for package in "$@"; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    ((${#missing[@]})) || return 0
+    log "installing ${missing[*]}"
+    local apt=(apt-get -o DPkg::Lock::Timeout=600 -y -q)
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO "${apt[@]}" update || true
+    if ! $SUDO "${apt[@]}" install "${missing[@]}"; then
+        sleep 10
+        $SUDO "${apt[@]}" update
+        $SUDO "${apt[@]}" install "${missing[@]}"
+    fi
+}
+
+# Installs an npm project's pinned packages unless they are already in place.
+npm_install() {
+    local dir=$1
+    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        log "npm ci in $dir"
+        (cd "$dir" && npm ci --no-audit --no-fund)
+    fi
+}
+
+apt_install chromium
+npm_install tests/browser
+
 log "cargo test"
 cargo test --locked
+
+log "browser tests (headless Chromium)"
+cargo build --locked --bin cinnabar
+(cd tests/browser && node --test --test-concurrency=1 --test-reporter=spec)

@@ -1,307 +1,385 @@
-// The group page: login, people, chat and operator actions.
+// The group page: login, then the meeting. Wires the connection to the chat, the people
+// list and the media, and reconnects when the socket drops.
 
 import {ServerConnection} from './protocol.js';
+import {Chat} from './chat.js';
+import {Users} from './users.js';
+import {Grid, LocalMedia, SpeakingIndicator, requestFor} from './media.js';
 
 const $ = (id) => document.getElementById(id);
 const groupName = decodeURIComponent(location.pathname.replace(/^\/group\//, '').replace(/\/$/, ''));
-let connection = null;
-let leaving = false;
 
-function socketUrl(status) {
-    if (status && status.endpoint) return status.endpoint;
-    return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
-}
+/** Delays between reconnection attempts, in milliseconds. */
+const RECONNECT_DELAYS = [1000, 2000, 4000, 8000, 10000];
 
-async function groupStatus() {
-    try {
-        const response = await fetch('.status', {cache: 'no-store'});
-        if (response.ok) return await response.json();
-    } catch (_) { /* the login still works without it */ }
-    return null;
-}
-
-function showLoginError(text) {
-    const p = $('login-error');
-    p.textContent = text;
-    p.hidden = !text;
-}
-
-function setConnectionState(text) {
-    $('connection-state').textContent = text;
-}
-
-// ---- people --------------------------------------------------------------
-
-function renderUsers() {
-    const list = $('users');
-    list.replaceChildren();
-    const users = [...connection.users.entries()].sort((a, b) => a[1].username.localeCompare(b[1].username));
-    for (const [id, user] of users) {
-        const item = document.createElement('li');
-        item.className = 'user';
-        item.dataset.id = id;
-        const name = document.createElement('span');
-        name.className = 'user-name';
-        name.textContent = (user.username || '(anonymous)') + (id === connection.id ? ' (you)' : '');
-        item.append(name);
-        if (user.data && user.data.raisehand) {
-            const hand = document.createElement('span');
-            hand.className = 'hand';
-            hand.textContent = '✋';
-            hand.title = 'hand raised';
-            item.append(hand);
-        }
-        const badges = document.createElement('span');
-        badges.className = 'perms';
-        badges.textContent = user.permissions.filter((p) => p === 'op' || p === 'present').join(' ');
-        item.append(badges);
-        if (connection.permissions.includes('op') && id !== connection.id) {
-            item.append(userMenu(id, user));
-        }
-        list.append(item);
+class App {
+    constructor() {
+        this.connection = null;
+        this.credentials = null;     // {username, password} of the current session
+        this.status = null;
+        this.leaving = false;
+        this.joinedOnce = false;
+        this.reconnectAttempt = 0;
+        this.reconnectTimer = null;
+        this.receive = localStorage.getItem('cinnabar.receive') || 'everything';
+        this.grid = new Grid($('videos'));
+        this.chat = new Chat(this);
+        this.users = new Users(this);
+        this.media = new LocalMedia(this);
+        this.speaking = new SpeakingIndicator(this);
     }
-}
 
-function userMenu(id, user) {
-    const select = document.createElement('select');
-    select.className = 'user-actions';
-    select.setAttribute('aria-label', `Actions for ${user.username || 'this user'}`);
-    const options = [['', 'Actions…'],
-        user.permissions.includes('op') ? ['unop', 'Remove operator'] : ['op', 'Make operator'],
-        user.permissions.includes('present') ? ['unpresent', 'Forbid presenting'] : ['present', 'Allow presenting'],
-        user.permissions.includes('message') ? ['shutup', 'Forbid chatting'] : ['unshutup', 'Allow chatting'],
-        ['identify', 'Identify'], ['kick', 'Kick out']];
-    for (const [value, label] of options) {
-        const option = document.createElement('option');
-        option.value = value;
-        option.textContent = label;
-        select.append(option);
+    // ---- feedback ---------------------------------------------------------
+
+    notify(text, kind = 'info') {
+        const toast = document.createElement('div');
+        toast.className = `toast ${kind}`;
+        toast.textContent = text;
+        $('toasts').append(toast);
+        setTimeout(() => toast.remove(), kind === 'error' ? 8000 : 5000);
+        if (kind === 'error') this.chat.system(text);
     }
-    select.addEventListener('change', () => {
-        if (select.value) connection.userAction(select.value, id);
-        select.value = '';
-    });
-    return select;
-}
 
-// ---- chat ------------------------------------------------------------------
-
-function formatTime(time) {
-    const date = time ? new Date(time) : new Date();
-    return date.toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'});
-}
-
-function addMessage({id, source, username, dest, kind, value, time, privileged}, {system = false} = {}) {
-    const item = document.createElement('li');
-    item.className = 'message' + (system ? ' system' : '') + (dest ? ' private' : '');
-    if (id) item.dataset.id = id;
-    if (source) item.dataset.source = source;
-    const stamp = document.createElement('time');
-    stamp.textContent = formatTime(time);
-    if (time) stamp.dateTime = time;
-    const text = typeof value === 'string' ? value : JSON.stringify(value);
-    if (kind === 'me') {
-        const body = document.createElement('span');
-        body.className = 'body me';
-        body.textContent = `* ${username || 'someone'} ${text}`;
-        item.append(stamp, body);
-    } else {
-        const who = document.createElement('span');
-        who.className = 'from' + (privileged ? ' op' : '');
-        let label = username || (system ? '' : '(anonymous)');
-        if (dest) {
-            const to = dest === connection.id ? 'you' : (connection.users.get(dest)?.username || dest);
-            label += ` → ${to}`;
-        }
-        who.textContent = label;
-        const body = document.createElement('span');
-        body.className = 'body';
-        body.textContent = text;
-        item.append(stamp, who, body);
+    banner(text) {
+        $('banner').textContent = text || '';
+        $('banner').hidden = !text;
     }
-    const list = $('messages');
-    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    list.append(item);
-    if (atBottom) list.scrollTop = list.scrollHeight;
-}
 
-function systemMessage(text) {
-    addMessage({value: text, username: ''}, {system: true});
-}
+    showLoginError(text) {
+        $('login-error').textContent = text || '';
+        $('login-error').hidden = !text;
+    }
 
-function clearChat(value) {
-    for (const item of [...$('messages').children]) {
-        if (!value ||
-            (value.id && item.dataset.id === value.id && (!value.userId || item.dataset.source === value.userId)) ||
-            (!value.id && value.userId && item.dataset.source === value.userId)) {
-            item.remove();
+    setUserSpeaking(userId, streamId, speaking) {
+        this.users.setSpeaking(userId, streamId, speaking);
+    }
+
+    /** Brings the toolbar in line with the state of the media and permissions. */
+    refreshControls() {
+        const media = this.media;
+        const mayPresent = media.mayPresent();
+        const micOn = !!(media.camera && media.camera.stream.getAudioTracks().length > 0 && !media.muted);
+        const camOn = !!(media.camera && media.camera.stream.getVideoTracks().length > 0);
+        const set = (id, pressed, label) => {
+            $(id).setAttribute('aria-pressed', String(pressed));
+            $(id).querySelector('.label').textContent = label;
+            $(id).disabled = !mayPresent;
+        };
+        set('mic', micOn, micOn ? 'Mute' : (media.camera && media.camera.stream.getAudioTracks().length ? 'Unmute' : 'Microphone'));
+        set('camera', camOn, camOn ? 'Stop camera' : 'Start camera');
+        $('share').disabled = !mayPresent || !navigator.mediaDevices.getDisplayMedia;
+        const hand = !!(this.connection && this.connection.users.get(this.connection.id)?.data?.raisehand);
+        $('hand').setAttribute('aria-pressed', String(hand));
+        $('hand').querySelector('.label').textContent = hand ? 'Lower hand' : 'Raise hand';
+        if (this.status) $('lock').textContent = this.status.locked ? 'Unlock group' : 'Lock group';
+    }
+
+    rememberDevices() {
+        localStorage.setItem('cinnabar.camera', this.media.cameraDevice);
+        localStorage.setItem('cinnabar.mic', this.media.micDevice);
+    }
+
+    // ---- connection -------------------------------------------------------
+
+    socketUrl() {
+        if (this.status && this.status.endpoint) return this.status.endpoint;
+        return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+    }
+
+    async fetchStatus() {
+        try {
+            const response = await fetch('.status', {cache: 'no-store'});
+            if (response.ok) this.status = await response.json();
+        } catch (_) { /* the login still works without it */ }
+        return this.status;
+    }
+
+    async join(username, password, presentation) {
+        this.credentials = {username, password};
+        this.leaving = false;
+        this.joinedOnce = false;
+        this.media.wantCamera = presentation === 'camera';
+        this.media.wantMic = presentation === 'camera' || presentation === 'mic';
+        this.media.muted = false;
+        $('connect').disabled = true;
+        try {
+            await this.connect();
+        } finally {
+            $('connect').disabled = false;
         }
     }
-}
 
-function findUser(name) {
-    for (const [id, user] of connection.users) if (user.username === name) return id;
-    return null;
-}
-
-const commands = {
-    help: ['', 'show this help', () => {
-        systemMessage(Object.entries(commands)
-            .map(([name, [args, help]]) => `/${name}${args ? ' ' + args : ''}: ${help}`).join('\n'));
-    }],
-    me: ['text', 'say something in the third person', (rest) => connection.chat(rest, {kind: 'me'})],
-    msg: ['user text', 'send a private message', (rest) => {
-        const [name, ...words] = rest.split(' ');
-        const id = findUser(name);
-        if (!id) throw new Error(`no such user: ${name}`);
-        connection.chat(words.join(' '), {dest: id});
-    }],
-    raise: ['', 'raise your hand', () => connection.setMyData({raisehand: true})],
-    unraise: ['', 'lower your hand', () => connection.setMyData({raisehand: null})],
-    leave: ['', 'leave the group', () => leave()],
-    clear: ['', 'clear the chat for everyone (operators)', () => connection.groupAction('clearchat')],
-    lock: ['[message]', 'lock the group (operators)', (rest) => connection.groupAction('lock', rest || undefined)],
-    unlock: ['', 'unlock the group (operators)', () => connection.groupAction('unlock')],
-    subgroups: ['', 'list subgroups (operators)', () => connection.groupAction('subgroups')],
-};
-for (const action of ['op', 'unop', 'present', 'unpresent', 'shutup', 'unshutup', 'identify']) {
-    commands[action] = ['user', `${action} a user (operators)`, (rest) => {
-        const id = findUser(rest.trim());
-        if (!id) throw new Error(`no such user: ${rest.trim()}`);
-        connection.userAction(action, id);
-    }];
-}
-commands.kick = ['user [reason]', 'kick a user out (operators)', (rest) => {
-    const [name, ...words] = rest.trim().split(' ');
-    const id = findUser(name);
-    if (!id) throw new Error(`no such user: ${name}`);
-    connection.userAction('kick', id, words.join(' ') || undefined);
-}];
-
-function handleInput(text) {
-    if (text.startsWith('/') && !text.startsWith('//')) {
-        const space = text.indexOf(' ');
-        const name = (space < 0 ? text.slice(1) : text.slice(1, space)).toLowerCase();
-        const rest = space < 0 ? '' : text.slice(space + 1);
-        const command = commands[name];
-        if (!command) throw new Error(`unknown command /${name}; try /help`);
-        command[2](rest);
-        return;
+    async connect() {
+        const connection = new ServerConnection();
+        this.connection = connection;
+        connection.onjoined = (kind, group, permissions, status, data, m) => this.onJoined(kind, status, m);
+        connection.onuser = (id, kind) => {
+            this.users.render();
+            if (id === connection.id) this.refreshControls();
+            if (this.joinedOnce && id !== connection.id && kind === 'add') {
+                this.chat.system(`${connection.users.get(id)?.username || 'someone'} joined`);
+            }
+        };
+        connection.onchat = (m) => this.chat.add(m);
+        connection.onclearchat = (value) => this.chat.clearFromServer(value);
+        connection.onusermessage = (m) => this.onUserMessage(m);
+        connection.ondownstream = (stream) => this.onDownStream(stream);
+        connection.onupabort = (up) => this.media.onAbort(up);
+        connection.onclose = (code, reason) => this.onClose(code, reason);
+        await this.fetchStatus();
+        try {
+            await connection.connect(this.socketUrl());
+        } catch (e) {
+            if (this.joinedOnce) {
+                this.scheduleReconnect();
+            } else {
+                this.showLoginError(e.message);
+            }
+            return;
+        }
+        connection.join(groupName, this.credentials.username, this.credentials.password);
     }
-    connection.chat(text.startsWith('//') ? text.slice(1) : text);
-}
 
-// ---- connection ------------------------------------------------------------
-
-async function join(username, password) {
-    const status = await groupStatus();
-    connection = new ServerConnection();
-    leaving = false;
-    connection.onjoined = (kind, group, permissions, st, data, m) => {
+    async onJoined(kind, status, m) {
+        const connection = this.connection;
         switch (kind) {
-        case 'join':
+        case 'join': {
+            const reconnected = this.joinedOnce;
+            this.joinedOnce = true;
+            this.reconnectAttempt = 0;
+            this.banner('');
+            this.status = {...this.status, ...status};
             $('login').hidden = true;
             $('meeting').hidden = false;
-            $('messages').replaceChildren();
-            $('meeting-title').textContent = st.displayName || group;
-            document.title = `${st.displayName || group} · Cinnabar`;
-            setConnectionState('connected');
+            // The server replays the history on every join, reconnections included.
+            this.chat.clear();
+            $('meeting-title').textContent = status.displayName || groupName;
+            document.title = `${status.displayName || groupName} · Cinnabar`;
+            $('connection-state').textContent = status.locked ? 'connected · locked' : 'connected';
+            connection.request(requestFor(this.receive));
+            this.speaking.start();
+            if (reconnected) {
+                this.notify('Reconnected.');
+                await this.media.republish();
+            } else if ((this.media.wantCamera || this.media.wantMic) && this.media.mayPresent()) {
+                await this.media.updateCamera();
+            }
+            this.refreshControls();
+            this.users.render();
             break;
+        }
         case 'change':
-            setConnectionState(st.locked ? 'connected · locked' : 'connected');
-            renderUsers();
+            this.status = {...this.status, ...status};
+            $('connection-state').textContent = status.locked ? 'connected · locked' : 'connected';
+            this.users.render();
+            this.refreshControls();
             break;
         case 'fail':
-            showLoginError(m.value || 'could not join');
+            this.leaving = true;
             connection.close();
+            this.backToLogin(m.value || 'The server refused the connection.');
             break;
         case 'redirect':
+            this.leaving = true;
             location.href = m.value;
             break;
         case 'leave':
+            this.leaving = true;
             connection.close();
             break;
         }
-    };
-    connection.onuser = () => renderUsers();
-    connection.onchat = (m) => addMessage(m);
-    connection.onclearchat = (value) => clearChat(value);
-    connection.onusermessage = (m) => {
-        if (m.kind === 'error' || m.kind === 'warning') {
-            systemMessage(`${m.kind === 'error' ? 'Error' : 'Warning'}: ${m.value}`);
-        } else if (m.kind === 'kicked') {
-            leaving = true;
-            backToLogin(`You were kicked out${m.username ? ' by ' + m.username : ''}: ${m.value}`);
-        } else if (m.kind === 'userinfo' && m.value) {
-            systemMessage(`${m.value.username || m.value.id} is at ${m.value.address || 'an unknown address'}`);
-        } else if (m.kind === 'info') {
-            systemMessage(String(m.value));
-        }
-    };
-    connection.onclose = (code, reason) => {
-        if (leaving) return;
-        if (!$('meeting').hidden) {
-            backToLogin(reason ? `Disconnected: ${reason}` : 'The connection to the server was lost.');
-        }
-    };
-    try {
-        await connection.connect(socketUrl(status));
-    } catch (e) {
-        showLoginError(e.message);
-        return;
     }
-    connection.join(groupName, username, password);
-}
 
-function backToLogin(text) {
-    $('meeting').hidden = true;
-    $('login').hidden = false;
-    showLoginError(text);
-}
-
-function leave() {
-    leaving = true;
-    if (connection) {
-        try { connection.leave(); } catch (_) { /* already closed */ }
-        connection.close();
-    }
-    backToLogin('');
-}
-
-async function init() {
-    const status = await groupStatus();
-    if (status) {
-        $('group-title').textContent = status.displayName || status.name;
-        if (status.description) {
-            $('group-description').textContent = status.description;
-            $('group-description').hidden = false;
+    onUserMessage(m) {
+        switch (m.kind) {
+        case 'error':
+            this.notify(String(m.value), 'error');
+            break;
+        case 'warning':
+            if (m.privileged || !m.source) this.notify(String(m.value), 'warning');
+            break;
+        case 'info':
+            this.notify(String(m.value));
+            break;
+        case 'kicked':
+            this.leaving = true;
+            this.backToLogin(`You were kicked out${m.username ? ' by ' + m.username : ''}: ${m.value}`);
+            break;
+        case 'userinfo':
+            if (m.value) this.chat.system(`${m.value.username || m.value.id} is at ${m.value.address || 'an unknown address'}`);
+            break;
+        case 'mute':
+            // Only operators may mute others; the protocol leaves enforcement to clients.
+            if (m.privileged && this.media.camera && !this.media.muted) {
+                this.media.muted = true;
+                for (const t of this.media.camera.stream.getAudioTracks()) t.enabled = false;
+                this.refreshControls();
+                this.notify(`${m.username || 'An operator'} muted your microphone.`, 'warning');
+            }
+            break;
+        default:
+            break;
         }
-        document.title = `${status.displayName || status.name} · Cinnabar`;
     }
-    $('login-form').addEventListener('submit', (event) => {
-        event.preventDefault();
-        showLoginError('');
-        join($('username').value.trim(), $('password').value);
-    });
-    $('leave').addEventListener('click', leave);
-    $('chat-form').addEventListener('submit', (event) => {
-        event.preventDefault();
-        const input = $('chat-input');
-        const text = input.value.trim();
-        if (!text) return;
-        try {
-            handleInput(text);
-            input.value = '';
-        } catch (e) {
-            systemMessage(e.message);
+
+    onDownStream(stream) {
+        const grid = this.grid;
+        grid.tile(stream.id, {name: stream.username || '(anonymous)', label: stream.label});
+        grid.setState(stream.id, 'connecting');
+        stream.onstatus = (state) => grid.setState(stream.id, state);
+        stream.ontrack = (mediaStream) => grid.setStream(stream.id, mediaStream);
+        stream.onclose = () => {
+            grid.remove(stream.id);
+            this.users.setSpeaking(stream.source, stream.id, false);
+        };
+    }
+
+    onClose(code, reason) {
+        this.speaking.stop();
+        this.grid.clear();
+        if (this.leaving) return;
+        if (code === 1000 || code === 1002 || code === 1011) {
+            // Closed on purpose by the server: reconnecting would not help.
+            this.backToLogin(reason ? `Disconnected: ${reason}` : 'The server closed the connection.');
+            return;
         }
-    });
-    $('chat-input').addEventListener('keydown', (event) => {
-        if (event.key === 'Enter' && !event.shiftKey) {
+        if (!this.joinedOnce) {
+            this.backToLogin('The connection to the server was lost.');
+            return;
+        }
+        this.scheduleReconnect();
+    }
+
+    scheduleReconnect() {
+        const delay = RECONNECT_DELAYS[Math.min(this.reconnectAttempt, RECONNECT_DELAYS.length - 1)];
+        this.reconnectAttempt += 1;
+        this.banner(`Connection lost. Reconnecting in ${Math.round(delay / 1000)} s…`);
+        $('connection-state').textContent = 'reconnecting';
+        clearTimeout(this.reconnectTimer);
+        this.reconnectTimer = setTimeout(() => {
+            if (this.leaving) return;
+            this.banner('Reconnecting…');
+            this.connect();
+        }, delay);
+    }
+
+    backToLogin(text) {
+        clearTimeout(this.reconnectTimer);
+        this.speaking.stop();
+        this.media.stopAll();
+        this.grid.clear();
+        this.banner('');
+        $('meeting').hidden = true;
+        $('login').hidden = false;
+        this.showLoginError(text);
+    }
+
+    leave() {
+        this.leaving = true;
+        clearTimeout(this.reconnectTimer);
+        if (this.connection) {
+            try { this.connection.leave(); } catch (_) { /* already closed */ }
+            this.connection.close();
+        }
+        this.backToLogin('');
+    }
+
+    // ---- settings ------------------------------------------------------------
+
+    async fillDevices() {
+        let devices = [];
+        try { devices = await navigator.mediaDevices.enumerateDevices(); } catch (_) { /* none */ }
+        for (const [kind, id, current] of [
+            ['videoinput', 'camera-select', this.media.cameraDevice],
+            ['audioinput', 'mic-select', this.media.micDevice],
+        ]) {
+            const select = $(id);
+            select.replaceChildren();
+            const fallback = document.createElement('option');
+            fallback.value = '';
+            fallback.textContent = 'Default';
+            select.append(fallback);
+            let n = 0;
+            for (const d of devices.filter((d) => d.kind === kind)) {
+                n += 1;
+                const option = document.createElement('option');
+                option.value = d.deviceId;
+                option.textContent = d.label || `${kind === 'videoinput' ? 'Camera' : 'Microphone'} ${n}`;
+                select.append(option);
+            }
+            select.value = current;
+        }
+        $('send-rate').value = String(this.media.maxBitrate);
+        $('receive').value = this.receive;
+    }
+
+    wire() {
+        for (const input of document.querySelectorAll('input[name="presentation"]')) {
+            if (input.value === (localStorage.getItem('cinnabar.presentation') || 'camera')) input.checked = true;
+        }
+        $('login-form').addEventListener('submit', (event) => {
             event.preventDefault();
-            $('chat-form').requestSubmit();
+            this.showLoginError('');
+            const presentation = document.querySelector('input[name="presentation"]:checked').value;
+            localStorage.setItem('cinnabar.presentation', presentation);
+            this.join($('username').value.trim(), $('password').value, presentation);
+        });
+        $('leave').addEventListener('click', () => this.leave());
+        $('mic').addEventListener('click', () => this.media.toggleMic());
+        $('camera').addEventListener('click', () => this.media.toggleCamera());
+        $('share').addEventListener('click', () => this.media.shareScreen());
+        $('hand').addEventListener('click', () => {
+            const raised = $('hand').getAttribute('aria-pressed') === 'true';
+            this.connection.setMyData({raisehand: raised ? null : true});
+        });
+        $('lock').addEventListener('click', () => {
+            if (this.status && this.status.locked) this.connection.groupAction('unlock');
+            else this.connection.groupAction('lock');
+        });
+        $('clear-chat').addEventListener('click', () => this.connection.groupAction('clearchat'));
+        $('panel-button').addEventListener('click', () => {
+            const open = !document.body.classList.contains('panel-open');
+            document.body.classList.toggle('panel-open', open);
+            $('panel-button').setAttribute('aria-pressed', String(open));
+        });
+        $('settings-button').addEventListener('click', async () => {
+            await this.fillDevices();
+            $('settings').showModal();
+        });
+        $('camera-select').addEventListener('change', () =>
+            this.media.setDevices($('camera-select').value, this.media.micDevice));
+        $('mic-select').addEventListener('change', () =>
+            this.media.setDevices(this.media.cameraDevice, $('mic-select').value));
+        $('send-rate').addEventListener('change', () => this.media.setSendRate(Number($('send-rate').value)));
+        $('receive').addEventListener('change', () => {
+            this.receive = $('receive').value;
+            localStorage.setItem('cinnabar.receive', this.receive);
+            if (this.connection && this.connection.connected) this.connection.request(requestFor(this.receive));
+        });
+        // Keyboard shortcuts outside text fields: m (microphone), v (camera).
+        document.addEventListener('keydown', (event) => {
+            const typing = ['INPUT', 'TEXTAREA', 'SELECT'].includes(document.activeElement.tagName);
+            if (typing || event.ctrlKey || event.metaKey || event.altKey || $('meeting').hidden) return;
+            if (event.key === 'm' && !$('mic').disabled) $('mic').click();
+            if (event.key === 'v' && !$('camera').disabled) $('camera').click();
+        });
+        this.chat.wire();
+    }
+
+    async init() {
+        const status = await this.fetchStatus();
+        if (status) {
+            $('group-title').textContent = status.displayName || status.name;
+            if (status.description) {
+                $('group-description').textContent = status.description;
+                $('group-description').hidden = false;
+            }
+            document.title = `${status.displayName || status.name} · Cinnabar`;
         }
-    });
+        this.wire();
+    }
 }
 
-init();
+const app = new App();
+window.cinnabar = app; // for debugging from the console
+app.init();

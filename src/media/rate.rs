@@ -125,13 +125,16 @@ pub fn subscriber_limit(loss_rate: u64, remb: Option<u64>) -> u64 {
     loss_rate.min(remb.unwrap_or(u64::MAX)).max(MIN_BITRATE)
 }
 
-/// The REMB for one up track: the smallest of its subscribers' limits, or
-/// the floor when nobody watches.
+/// The REMB for one up track: the smallest of its subscribers' limits. When
+/// nobody watches it is what a new subscriber starts with (Galène sends its
+/// floor instead): browsers pick their resolution from the first estimates and
+/// are slow to raise it, so the first person in a room would stay blurry long
+/// after others arrive.
 pub fn publisher_limit(limits: impl IntoIterator<Item = u64>) -> u64 {
     limits
         .into_iter()
         .min()
-        .unwrap_or(MIN_BITRATE)
+        .unwrap_or(DEFAULT_LOSS_RATE)
         .clamp(MIN_BITRATE, LOSS_RATE_MAX)
 }
 
@@ -194,6 +197,6 @@ mod tests {
             subscriber_limit(DEFAULT_LOSS_RATE, Some(1_000_000)),
         ];
         assert_eq!(publisher_limit(limits), 300_000);
-        assert_eq!(publisher_limit([]), MIN_BITRATE);
+        assert_eq!(publisher_limit([]), DEFAULT_LOSS_RATE);
     }
 }
