@@ -11,8 +11,8 @@ use tokio_util::task::TaskTracker;
 
 use cinnabar::config::Config;
 use cinnabar::frontend::Context;
-use cinnabar::group::Registry;
 use cinnabar::group::password::{HashForm, hash_to_json};
+use cinnabar::group::{Registry, RoomPolicy};
 use cinnabar::media::{Media, MediaConfig, UdpConfig};
 use cinnabar::web;
 
@@ -39,8 +39,31 @@ struct Cli {
     /// port's number), or a range of ports, one per connection (`MIN-MAX`).
     #[arg(long, value_name = "PORT|MIN-MAX", value_parser = parse_udp_range)]
     udp_range: Option<UdpRange>,
+    /// Rooms GStreamer peers (/gst) may join: `existing` groups that admit anyone without
+    /// a password, or `any` name (a room without a group file is created on the fly).
+    #[arg(long, value_enum, default_value = "existing", value_name = "POLICY")]
+    gst_rooms: Rooms,
+    /// Rooms calling-signaling clients (/calling) may join or create: `existing` or `any`.
+    #[arg(long, value_enum, default_value = "existing", value_name = "POLICY")]
+    calling_rooms: Rooms,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// `--gst-rooms` and `--calling-rooms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Rooms {
+    Existing,
+    Any,
+}
+
+impl From<Rooms> for RoomPolicy {
+    fn from(rooms: Rooms) -> RoomPolicy {
+        match rooms {
+            Rooms::Existing => RoomPolicy::Existing,
+            Rooms::Any => RoomPolicy::Any,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -193,6 +216,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         config,
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
+        gst_rooms: cli.gst_rooms.into(),
+        calling_rooms: cli.calling_rooms.into(),
     });
     let scheme = if cli.insecure { "http" } else { "https" };
     // Tests and scripts read this line to learn the port when `--http` asks for port 0.

@@ -83,32 +83,9 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
             },
         );
 
-    let ws = warp::path!("ws")
-        .and(warp::ws())
-        .and(with_site.clone())
-        .and(warp::header::optional::<String>("origin"))
-        .and(host)
-        .and(warp::ext::optional::<PeerAddr>())
-        .map(
-            |ws: warp::ws::Ws,
-             site: Arc<Site>,
-             origin: Option<String>,
-             host: Option<String>,
-             peer: Option<PeerAddr>| {
-                if !site.origin_allowed(origin.as_deref(), host.as_deref()) {
-                    return text_response(StatusCode::FORBIDDEN, "origin not allowed\n");
-                }
-                let ctx = site.ctx.clone();
-                let address = peer.map(|p| p.0);
-                ws.max_message_size(MAX_MESSAGE_SIZE)
-                    .max_frame_size(MAX_MESSAGE_SIZE)
-                    .on_upgrade(move |socket| {
-                        let tracker = ctx.connections.clone();
-                        tracker.track_future(galene::serve(socket, ctx, address))
-                    })
-                    .into_response()
-            },
-        );
+    let ws = websocket(&site, "ws", None, |socket, ctx, address| {
+        Box::pin(galene::serve(socket, ctx, address))
+    });
 
     let stats = warp::path!("stats.json")
         .and(warp::get().or(warp::head()).unify())
@@ -163,6 +140,60 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
         .unify()
         .with(warp::reply::with::headers(security))
         .map(Reply::into_response)
+        .boxed()
+}
+
+/// A frontend's connection handler: it owns the socket until the session ends.
+type Serve = fn(
+    warp::ws::WebSocket,
+    Arc<Context>,
+    Option<SocketAddr>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The WebSocket endpoint `/<path>` of a frontend: checks the origin, limits messages to
+/// [`MAX_MESSAGE_SIZE`], and answers the subprotocol `protocol` when the frontend has one.
+fn websocket(
+    site: &Arc<Site>,
+    path: &'static str,
+    protocol: Option<&'static str>,
+    serve: Serve,
+) -> BoxedFilter<(Reply_,)> {
+    let site = site.clone();
+    warp::path(path)
+        .and(warp::path::end())
+        .and(warp::ws())
+        .and(warp::any().map(move || site.clone()))
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::host::optional())
+        .and(warp::ext::optional::<PeerAddr>())
+        .map(
+            move |ws: warp::ws::Ws,
+                  site: Arc<Site>,
+                  origin: Option<String>,
+                  host: Option<warp::host::Authority>,
+                  peer: Option<PeerAddr>| {
+                let host = host.map(|h| h.to_string());
+                if !site.origin_allowed(origin.as_deref(), host.as_deref()) {
+                    return text_response(StatusCode::FORBIDDEN, "origin not allowed\n");
+                }
+                let ctx = site.ctx.clone();
+                let address = peer.map(|p| p.0);
+                let mut response = ws
+                    .max_message_size(MAX_MESSAGE_SIZE)
+                    .max_frame_size(MAX_MESSAGE_SIZE)
+                    .on_upgrade(move |socket| {
+                        let tracker = ctx.connections.clone();
+                        tracker.track_future(serve(socket, ctx, address))
+                    })
+                    .into_response();
+                if let Some(protocol) = protocol {
+                    response
+                        .headers_mut()
+                        .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+                }
+                response
+            },
+        )
         .boxed()
 }
 

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::group::Registry;
+use crate::group::{Registry, RoomPolicy};
 
 /// Largest WebSocket message any frontend accepts.
 pub const MAX_MESSAGE_SIZE: usize = 1 << 20;
@@ -22,4 +22,8 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them to say goodbye.
     pub connections: TaskTracker,
+    /// Which rooms GStreamer peers may join (`--gst-rooms`).
+    pub gst_rooms: RoomPolicy,
+    /// Which rooms calling-signaling clients may join or create (`--calling-rooms`).
+    pub calling_rooms: RoomPolicy,
 }

@@ -128,6 +128,13 @@ pub enum Event {
         id: String,
         reason: String,
     },
+    /// An opaque message from another member (see `Membership::signal`).
+    Signal {
+        from: ClientId,
+        username: String,
+        protocol: &'static str,
+        payload: Arc<str>,
+    },
 }
 
 /// Which way a stream flows, seen from the server.

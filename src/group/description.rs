@@ -138,6 +138,14 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
+    /// The stamp of something that has no file (a room).
+    pub fn none() -> FileStamp {
+        FileStamp {
+            modified: None,
+            len: 0,
+        }
+    }
+
     pub fn of(path: &Path) -> std::io::Result<FileStamp> {
         let meta = std::fs::metadata(path)?;
         Ok(FileStamp {

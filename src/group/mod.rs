@@ -65,6 +65,15 @@ pub enum JoinError {
     ShuttingDown,
 }
 
+/// Which rooms the clients of password-less frontends may join.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomPolicy {
+    /// Any name: a room without a group file is created on the fly.
+    Any,
+    /// Only groups that exist and admit anyone without a password.
+    Existing,
+}
+
 /// What a frontend asks for when it joins a client to a group.
 pub struct JoinRequest {
     pub group: String,
@@ -239,6 +248,44 @@ impl Registry {
                 "failed login"
             );
             tokio::time::sleep(FAILED_LOGIN_DELAY).await;
+            return Err(JoinError::NotAuthorised);
+        };
+        let handle = request.client.clone();
+        group.add_member(request.client, request.username, permissions, request.data)?;
+        Ok(Membership::new(self.clone(), group, handle, &description))
+    }
+
+    /// Joins a client of a frontend without passwords (GStreamer, calling-signaling) to
+    /// a room: an existing group that admits the user with an empty password, or, when
+    /// `policy` allows it, a room created on the fly.
+    pub async fn join_room(
+        self: &Arc<Self>,
+        request: JoinRequest,
+        policy: RoomPolicy,
+    ) -> Result<Membership, JoinError> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err(JoinError::ShuttingDown);
+        }
+        if !name::valid_username(&request.username) {
+            return Err(JoinError::IllegalUsername);
+        }
+        let group = match self.get(&request.group) {
+            Ok(group) => group,
+            Err(JoinError::NoSuchGroup) if policy == RoomPolicy::Any => {
+                let name = GroupName::new(&request.group).ok_or(JoinError::IllegalGroupName)?;
+                let room = Group::new_room(name.clone());
+                lock(&self.groups).entry(name).or_insert(room).clone()
+            }
+            Err(error) => return Err(error),
+        };
+        let description = group.description();
+        if let Some(url) = &description.redirect {
+            return Err(JoinError::Redirect(url.clone()));
+        }
+        let Some(permissions) = self
+            .authenticate(&description, &request.username, None)
+            .await
+        else {
             return Err(JoinError::NotAuthorised);
         };
         let handle = request.client.clone();

@@ -34,6 +34,8 @@ pub enum ActionError {
     Unsupported(&'static str),
     #[error("you are not in this group any more")]
     NotMember,
+    #[error("the value has changed")]
+    Conflict,
 }
 
 /// A chat message as a client sends it.
@@ -117,6 +119,8 @@ pub(super) struct State {
     description: Arc<Description>,
     /// The file version loaded; `None` once the file is gone.
     stamp: Option<FileStamp>,
+    /// A room created by a frontend, with no file: it lives in memory until it is empty.
+    room: bool,
     broken: bool,
     /// Members in the order they joined.
     pub members: Vec<Member>,
@@ -163,6 +167,7 @@ impl Group {
             state: Mutex::new(State {
                 description: Arc::new(description),
                 stamp: Some(stamp),
+                room: false,
                 broken: false,
                 members: Vec::new(),
                 streams: Vec::new(),
@@ -172,6 +177,19 @@ impl Group {
                 empty_since: Instant::now(),
             }),
         })
+    }
+
+    /// A room without a file, created when a frontend's client asks for it: anyone may
+    /// join and present, and it is forgotten once it has been empty for a while.
+    pub(super) fn new_room(name: GroupName) -> Arc<Group> {
+        let group = Group::new(name, room_description(), FileStamp::none());
+        group.state().room = true;
+        group
+    }
+
+    /// Whether this group is a room created on the fly (no file, no operators).
+    pub fn is_room(&self) -> bool {
+        self.state().room
     }
 
     pub(super) fn state(&self) -> MutexGuard<'_, State> {
@@ -197,7 +215,7 @@ impl Group {
     /// Whether new clients may find the group (its file exists and parses).
     pub(super) fn is_available(&self) -> bool {
         let state = self.state();
-        state.stamp.is_some() && !state.broken
+        state.room || (state.stamp.is_some() && !state.broken)
     }
 
     pub(super) fn is_broken(&self) -> bool {
@@ -212,6 +230,9 @@ impl Group {
         loaded: Option<Result<(Description, FileStamp), DescriptionError>>,
     ) {
         let mut state = self.state();
+        if state.room {
+            return;
+        }
         match loaded {
             None | Some(Err(DescriptionError::Missing { .. })) => {
                 state.stamp = None;
@@ -241,6 +262,9 @@ impl Group {
             return false;
         }
         let idle = now.duration_since(state.empty_since);
+        if state.room {
+            return idle > ROOM_EXPIRY;
+        }
         state.stamp.is_none()
             || (!state.description.public
                 && idle > Duration::from_secs(state.description.max_history_age_secs))
@@ -386,6 +410,28 @@ impl Group {
             .member(id)
             .map(|m| m.permissions)
             .ok_or(ActionError::NotMember)
+    }
+}
+
+/// How long an empty room is kept, so that people can come back to it.
+pub const ROOM_EXPIRY: Duration = Duration::from_secs(600);
+
+/// The rules of a room created on the fly: anyone may join, with any password, and present.
+fn room_description() -> Description {
+    use super::description::UserEntry;
+    use super::password::Password;
+    use super::permissions::{NamedSet, PermissionSpec};
+    Description {
+        wildcard_user: Some(UserEntry {
+            password: Some(Password::Wildcard),
+            permissions: PermissionSpec::Named(NamedSet::Present),
+        }),
+        max_history_age_secs: super::description::DEFAULT_HISTORY_AGE_SECS,
+        codecs: super::description::DEFAULT_CODECS
+            .iter()
+            .map(|c| c.to_string())
+            .collect(),
+        ..Description::default()
     }
 }
 
@@ -789,6 +835,78 @@ impl Membership {
             GroupAction::Unsupported(_) => {}
         }
         Ok(())
+    }
+}
+
+impl Membership {
+    /// Sends an opaque signalling message to another member, for frontends whose peers
+    /// talk to each other directly (`protocol` lets the receiving frontend ignore what is
+    /// not its own).
+    pub fn signal(
+        &self,
+        dest: &ClientId,
+        protocol: &'static str,
+        payload: Arc<str>,
+    ) -> Result<(), ActionError> {
+        let state = self.group.state();
+        let sender = state.member(self.id()).ok_or(ActionError::NotMember)?;
+        let target = state.member(dest).ok_or(ActionError::UnknownRecipient)?;
+        target.handle.send(Event::Signal {
+            from: self.id().clone(),
+            username: sender.username.clone(),
+            protocol,
+            payload,
+        });
+        Ok(())
+    }
+
+    /// Sets (or with `None` removes) one key of the group's data. With `expect`, the
+    /// change is made only if the key currently holds that value (`Some(None)`: absent),
+    /// which makes it a compare-and-set. Everyone is told with a `joined` of kind `change`.
+    /// In a group from a file only operators may do this; in a room anyone may.
+    pub fn set_group_data(
+        &self,
+        key: &str,
+        value: Option<serde_json::Value>,
+        expect: Option<Option<serde_json::Value>>,
+    ) -> Result<(), ActionError> {
+        let mut state = self.group.state();
+        let permissions = Group::permissions_of(&state, self.id())?;
+        if !state.room && !permissions.has(Permission::Op) {
+            return Err(ActionError::NotAuthorised);
+        }
+        if let Some(expected) = expect
+            && state.data.get(key) != expected.as_ref()
+        {
+            return Err(ActionError::Conflict);
+        }
+        let mut data = (*state.data).clone();
+        match value {
+            Some(v) => {
+                data.insert(key.to_owned(), v);
+            }
+            None => {
+                data.remove(key);
+            }
+        }
+        state.data = Arc::new(data);
+        notify_change(&self.group.name, &state);
+        Ok(())
+    }
+
+    /// The group's data.
+    pub fn group_data(&self) -> Arc<Data> {
+        self.group.state().data.clone()
+    }
+
+    /// Every member, in the order they joined.
+    pub fn members(&self) -> Vec<UserInfo> {
+        self.group
+            .state()
+            .members
+            .iter()
+            .map(Member::info)
+            .collect()
     }
 }
 

@@ -507,6 +507,8 @@ impl Session {
                 event,
             } => self.on_media_event(id, direction, serial, event).await,
             Event::UpAborted { id, reason } => self.on_up_aborted(&id, &reason).await,
+            // Direct signalling between peers of other frontends: nothing for a Galène client.
+            Event::Signal { .. } => Ok(()),
         }
     }
 
