@@ -30,6 +30,9 @@ pub struct UserInfo {
     pub username: String,
     pub permissions: Permissions,
     pub data: Arc<Data>,
+    /// The frontend the member came through (`"galene"`, `"gstreamer"`, ...), so that
+    /// peers who signal each other directly can tell who speaks their protocol.
+    pub protocol: &'static str,
 }
 
 /// What kind of `joined` a client receives.
@@ -150,6 +153,8 @@ pub enum Direction {
 #[derive(Clone, Debug)]
 pub struct ClientInfo {
     pub id: ClientId,
+    /// The frontend the client came through (`"galene"`, `"gstreamer"`, ...).
+    pub protocol: &'static str,
     pub address: Option<SocketAddr>,
     /// Whether the client shows chat messages (Galène clients do; signalling-only peers do not).
     pub chats: bool,
@@ -247,6 +252,7 @@ mod tests {
     async fn a_client_that_does_not_read_is_cut_off() {
         let (handle, mut queue) = ClientHandle::new(ClientInfo {
             id: ClientId::new("c").unwrap(),
+            protocol: "test",
             address: None,
             chats: true,
         });

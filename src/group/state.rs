@@ -107,6 +107,7 @@ impl Member {
             username: self.username.clone(),
             permissions: self.permissions,
             data: self.data.clone(),
+            protocol: self.handle.info().protocol,
         }
     }
 

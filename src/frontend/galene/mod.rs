@@ -310,6 +310,7 @@ impl Session {
         };
         let (handle, queue) = ClientHandle::new(ClientInfo {
             id,
+            protocol: "galene",
             address: self.address,
             chats: true,
         });
