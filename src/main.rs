@@ -126,9 +126,10 @@ fn main() -> ExitCode {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    // The WebRTC stack logs every ICE hiccup at info; keep it to warnings by default.
-    let default = "info,webrtc=warn,webrtc_ice=warn,webrtc_dtls=warn,webrtc_srtp=warn,\
-                   webrtc_sctp=warn,webrtc_mdns=warn,interceptor=warn,turn=warn,stun=warn";
+    // The WebRTC stack logs every ICE hiccup and every connection it tears down as a
+    // warning; none of it is actionable, so only its errors are shown by default.
+    let default = "info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_srtp=error,\
+                   webrtc_sctp=error,webrtc_mdns=error,interceptor=error,turn=error,stun=error";
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()

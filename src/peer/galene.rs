@@ -38,6 +38,8 @@ pub enum ClientError {
 pub struct SubscriptionTimes {
     pub offered: Option<Instant>,
     pub answered: Option<Instant>,
+    /// When the subscriber's connection came up.
+    pub connected: Option<Instant>,
 }
 
 /// A stream this client receives.
@@ -437,6 +439,7 @@ impl GaleneClient {
                 }
             });
         }
+        let waiting = subscriber.clone();
         let received = Received {
             subscriber,
             label: m["label"].as_str().unwrap_or_default().to_owned(),
@@ -445,8 +448,20 @@ impl GaleneClient {
             times: SubscriptionTimes {
                 offered: Some(offered),
                 answered: Some(Instant::now()),
+                connected: None,
             },
         };
-        lock(&self.streams).subscribers.insert(id, received);
+        lock(&self.streams).subscribers.insert(id.clone(), received);
+        // Note when the connection comes up, for join-latency measurements.
+        let streams = Arc::downgrade(&self.streams);
+        let stream = id.clone();
+        tokio::spawn(async move {
+            if waiting.wait_connected(Duration::from_secs(120)).await
+                && let Some(streams) = streams.upgrade()
+                && let Some(r) = lock(&streams).subscribers.get_mut(&stream)
+            {
+                r.times.connected.get_or_insert_with(Instant::now);
+            }
+        });
     }
 }

@@ -18,6 +18,7 @@
 //! does not use `crate::media`.
 
 pub mod galene;
+mod histogram;
 mod netsim;
 mod probe;
 mod publisher;
@@ -43,6 +44,7 @@ use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
 };
 
+pub use histogram::Histogram;
 pub use netsim::{DropFilter, DroppedPacket, NetSim, PacketInfo, RtcpLog};
 pub use probe::{Probe, now_micros};
 pub use publisher::{AudioConfig, Publisher, PublisherConfig, PublisherStats, VideoConfig};

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +18,7 @@ use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_receiver::RTCRtpReceiver;
 use webrtc::track::track_remote::TrackRemote;
 
+use super::histogram::Histogram;
 use super::netsim::{DropFilter, DroppedPacket, NetSim, RtcpLog};
 use super::probe::{Probe, now_micros};
 use super::{Candidates, Kind, PeerError, Role, build_api, lock, wait_connected, wire_pc};
@@ -49,6 +50,11 @@ pub struct RecvTrackStats {
     /// Packets that carried RTP header extensions.
     pub with_extensions: u64,
     pub max_delay_micros: u64,
+    /// End-to-end delays (publisher's send time to arrival), in microseconds.
+    pub delays: Histogram,
+    /// When the first packet and the first keyframe start arrived.
+    pub first_packet: Option<Instant>,
+    pub first_keyframe: Option<Instant>,
     last_ext: Option<i64>,
 }
 
@@ -65,12 +71,17 @@ impl RecvTrackStats {
             keyframes: 0,
             with_extensions: 0,
             max_delay_micros: 0,
+            delays: Histogram::default(),
+            first_packet: None,
+            first_keyframe: None,
             last_ext: None,
         }
     }
 
     fn record(&mut self, packet: &webrtc::rtp::packet::Packet) {
         self.packets += 1;
+        let now = Instant::now();
+        self.first_packet.get_or_insert(now);
         let seq = packet.header.sequence_number;
         let ext = match self.last_ext {
             None => i64::from(seq),
@@ -89,9 +100,11 @@ impl RecvTrackStats {
             self.probes.insert(probe.index);
             if probe.keyframe_start() {
                 self.keyframes += 1;
+                self.first_keyframe.get_or_insert(now);
             }
             let delay = now_micros().saturating_sub(probe.sent_micros);
             self.max_delay_micros = self.max_delay_micros.max(delay);
+            self.delays.record(delay);
         }
     }
 
