@@ -151,6 +151,8 @@ mod tests {
         assert_eq!(h.count(), 3);
         let recent = h.since(&before);
         assert_eq!(recent.count(), 1);
-        assert_eq!(recent.percentile(50.0), 1000);
+        // The interval's maximum is only known to its bucket: within 5 % above.
+        let p50 = recent.percentile(50.0);
+        assert!((1000..=1050).contains(&p50), "p50 of the interval: {p50}");
     }
 }
