@@ -208,6 +208,20 @@ async fn rooms(dialect: Dialect) {
                "status": {"name": "B"}})
     );
 
+    // `room_peer_status` (the released server's name) works in both dialects.
+    bob.ok(json!({"type": "room_peer_status", "room": "r", "status": {"name": "B", "cam": 1}}))
+        .await;
+    assert_eq!(
+        alice.event("room_peer_update").await,
+        json!({"type": "room_peer_update", "room": "r", "user": bob.id,
+               "status": {"name": "B", "cam": 1}})
+    );
+    if dialect == Doc {
+        // The document's request may also just say the peer is no longer pending:
+        // bob never was, so nothing changes and nobody is told.
+        bob.ok(json!({"type": "room_peer_update", "room": "r", "pending": false}))
+            .await;
+    }
     // Peer status: the others hear of it, the sender does not.
     bob.ok(bob.peer_status("r", json!({"name": "B", "muted": true})))
         .await;

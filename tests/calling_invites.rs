@@ -179,6 +179,32 @@ async fn namespace_rooms(dialect: Dialect) {
             bob.id.clone(): {"status": {"name": "B2"}, "pending": false}}})
     );
 
+    // An invited peer is announced as pending, then as accepted.
+    let mut carol = Calling::connect(&server, dialect).await;
+    alice
+        .ok(json!({"type": "invite_send", "room": "r1", "user": carol.id, "data": {}}))
+        .await;
+    let handle = carol.event("invite_incoming").await["handle"].clone();
+    assert_eq!(
+        watcher.event(&peer("add")).await,
+        json!({"type": peer("add"), "namespace": "lobby", "room": "r1", "user": carol.id,
+               "status": {}, "pending": true})
+    );
+    carol
+        .ok(json!({"type": "invite_accept", "handle": handle, "status": {"name": "C"}}))
+        .await;
+    assert_eq!(
+        watcher.event(&peer("update")).await,
+        json!({"type": peer("update"), "namespace": "lobby", "room": "r1", "user": carol.id,
+               "pending": false})
+    );
+    assert_eq!(
+        watcher.event(&peer("update")).await["status"],
+        json!({"name": "C"})
+    );
+    carol.ok(json!({"type": "room_leave", "room": "r1"})).await;
+    assert_eq!(watcher.event(&peer("rm")).await["user"], carol.id.as_str());
+
     bob.ok(json!({"type": "room_leave", "room": "r1"})).await;
     assert_eq!(
         watcher.event(&peer("rm")).await,

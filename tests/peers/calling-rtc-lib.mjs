@@ -12,10 +12,19 @@ import {tmpdir} from 'node:os';
 import {dirname, join, resolve} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
 
 const require = createRequire(import.meta.url);
 const here = dirname(fileURLToPath(import.meta.url));
+
+// Never skipped: without its packages the test fails, saying how to get them.
+let WebSocket;
+try {
+    WebSocket = (await import('ws')).default;
+    require.resolve('rtc-lib/dist/cjs/signaling/index.js');
+} catch (error) {
+    console.error(`calling-rtc-lib: FAILED, packages missing (run \`npm ci\` in ${here}; ./test.sh does): ${error.message}`);
+    process.exit(1);
+}
 const repo = resolve(here, '..', '..');
 const binary = process.env.CINNABAR_BIN
     || join(process.env.CARGO_TARGET_DIR || join(repo, 'target'), 'debug', 'cinnabar');

@@ -353,3 +353,77 @@ fn truncate(mut reason: String) -> String {
     }
     reason
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use serde_json::{Map, json};
+
+    use super::PROTOCOL;
+    use crate::group::{ClientHandle, ClientId, ClientInfo, JoinError, JoinRequest, Registry};
+    use crate::group::{GroupName, RoomPolicy};
+    use crate::media::{Media, MediaConfig, UdpConfig};
+
+    async fn join(
+        registry: &std::sync::Arc<Registry>,
+        policy: RoomPolicy,
+    ) -> Result<crate::group::Membership, JoinError> {
+        let id = ClientId::random();
+        let (client, _queue) = ClientHandle::new(ClientInfo {
+            id: id.clone(),
+            protocol: PROTOCOL,
+            address: None,
+            chats: false,
+        });
+        let request = JoinRequest {
+            group: "standup".into(),
+            username: id.to_string(),
+            password: None,
+            client,
+            data: Map::new(),
+        };
+        registry.join_room(request, policy).await
+    }
+
+    /// A calling room made on the fly keeps its status while it is in use and is
+    /// forgotten once it has been empty for ten minutes (time passed in, not waited for).
+    #[tokio::test]
+    async fn empty_rooms_expire_after_ten_minutes() {
+        let media = Media::new(MediaConfig {
+            udp: UdpConfig::Mux { port: 0 },
+            ice_servers: Vec::new(),
+            advertise_ips: Vec::new(),
+        })
+        .await
+        .expect("media");
+        let dir = std::env::temp_dir().join(format!("cinnabar-calling-{}", ClientId::random()));
+        let registry = Registry::new(&dir, media);
+        let name = GroupName::new("standup").expect("name");
+
+        let member = join(&registry, RoomPolicy::Any).await.expect("created");
+        member
+            .set_group_data("topic", Some(json!("planning")), None)
+            .expect("set");
+        member.leave();
+        let emptied = Instant::now();
+
+        // Still there just under ten minutes later: a new member finds its status.
+        registry.sweep(emptied + Duration::from_secs(590));
+        let member = join(&registry, RoomPolicy::Existing).await.expect("kept");
+        assert_eq!(member.group_data().get("topic"), Some(&json!("planning")));
+        member.leave();
+        let emptied = Instant::now();
+
+        // Gone after ten minutes empty: it cannot be joined as existing, and a new
+        // room of that name starts with no status.
+        registry.sweep(emptied + Duration::from_secs(601));
+        assert!(matches!(
+            join(&registry, RoomPolicy::Existing).await,
+            Err(JoinError::NoSuchGroup)
+        ));
+        let member = join(&registry, RoomPolicy::Any).await.expect("made again");
+        assert!(member.group_data().is_empty());
+        assert_eq!(member.group().name(), &name);
+    }
+}

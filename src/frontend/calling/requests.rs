@@ -205,6 +205,7 @@ impl Session {
         // Without `check`, `previous` means nothing; with it, an absent `previous`
         // expects the key to be absent.
         let expect = (r.bool("check") == Some(true)).then(|| r.any("previous").cloned());
+        let ctx = self.ctx.clone();
         let room = self.member_room_mut(r.str("room"))?;
         let current = room.membership.group_data();
         let mut after = (*current).clone();
@@ -224,9 +225,7 @@ impl Session {
             })?;
         // The setter is not told of its own change (`room_update` goes to the others).
         room.status = room.membership.group_data();
-        let name = room.name.clone();
-        let room = &self.rooms[&name];
-        self.ctx.calling.reconcile(&name, &room.membership);
+        ctx.calling.reconcile(&room.name, &room.membership);
         Ok(None)
     }
 
@@ -389,12 +388,15 @@ impl Session {
             accepted: true,
         };
         self.ctx.calling.notify(&invite.from, notice);
-        let room = &self.rooms[&name];
         Ok(match self.dialect {
             // rtc-lib has the room from `invite_incoming` and takes no second description.
             Dialect::RtcLib => None,
             // The document's `invite_incoming` does not name the room: the answer does.
-            Dialect::Document => Some(json!({"room": name.as_str(), "peers": room.peers_json()})),
+            Dialect::Document => {
+                let peers = self.rooms.get(&name).map(Room::peers_json);
+                let peers = peers.unwrap_or_else(|| json!({}));
+                Some(json!({"room": name.as_str(), "peers": peers}))
+            }
         })
     }
 
