@@ -39,6 +39,7 @@ npm_install() {
 
 apt_install chromium
 npm_install tests/browser
+npm_install tests/peers
 
 log "cargo test"
 cargo test --locked
@@ -46,3 +47,6 @@ cargo test --locked
 log "browser tests (headless Chromium)"
 cargo build --locked --bin cinnabar
 (cd tests/browser && node --test --test-concurrency=1 --test-reporter=spec)
+
+log "calling-signaling with the real rtc-lib client"
+node tests/peers/calling-rtc-lib.mjs

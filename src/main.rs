@@ -219,6 +219,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         connections: TaskTracker::new(),
         gst_rooms: cli.gst_rooms.into(),
         calling_rooms: cli.calling_rooms.into(),
+        calling: Default::default(),
     });
     let scheme = if cli.insecure { "http" } else { "https" };
     // Tests and scripts read this line to learn the port when `--http` asks for port 0.

@@ -17,7 +17,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Reply;
 
-use crate::frontend::{Context, MAX_MESSAGE_SIZE, galene};
+use crate::frontend::{Context, MAX_MESSAGE_SIZE, calling, galene};
 use crate::group::JoinError;
 
 /// The client's address, put into each request by the connection loop.
@@ -86,6 +86,9 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
     let ws = websocket(&site, "ws", None, |socket, ctx, address| {
         Box::pin(galene::serve(socket, ctx, address))
     });
+    let calling = websocket_query(&site, "calling", None, |socket, ctx, address, query| {
+        Box::pin(calling::serve(socket, ctx, address, query))
+    });
 
     let stats = warp::path!("stats.json")
         .and(warp::get().or(warp::head()).unify())
@@ -130,6 +133,8 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
         .unify()
         .or(ws)
         .unify()
+        .or(calling)
+        .unify()
         .or(stats)
         .unify()
         .or(files)
@@ -158,7 +163,32 @@ fn websocket(
     protocol: Option<&'static str>,
     serve: Serve,
 ) -> BoxedFilter<(Reply_,)> {
+    websocket_query(site, path, protocol, move |socket, ctx, address, _query| {
+        serve(socket, ctx, address)
+    })
+}
+
+/// [`websocket`] for a frontend that reads the URL's raw query string (empty if none).
+fn websocket_query<F>(
+    site: &Arc<Site>,
+    path: &'static str,
+    protocol: Option<&'static str>,
+    serve: F,
+) -> BoxedFilter<(Reply_,)>
+where
+    F: Fn(
+            warp::ws::WebSocket,
+            Arc<Context>,
+            Option<SocketAddr>,
+            String,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
     let site = site.clone();
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::path(path)
         .and(warp::path::end())
         .and(warp::ws())
@@ -166,24 +196,27 @@ fn websocket(
         .and(warp::header::optional::<String>("origin"))
         .and(warp::host::optional())
         .and(warp::ext::optional::<PeerAddr>())
+        .and(query)
         .map(
             move |ws: warp::ws::Ws,
                   site: Arc<Site>,
                   origin: Option<String>,
                   host: Option<warp::host::Authority>,
-                  peer: Option<PeerAddr>| {
+                  peer: Option<PeerAddr>,
+                  query: String| {
                 let host = host.map(|h| h.to_string());
                 if !site.origin_allowed(origin.as_deref(), host.as_deref()) {
                     return text_response(StatusCode::FORBIDDEN, "origin not allowed\n");
                 }
                 let ctx = site.ctx.clone();
                 let address = peer.map(|p| p.0);
+                let serve = serve.clone();
                 let mut response = ws
                     .max_message_size(MAX_MESSAGE_SIZE)
                     .max_frame_size(MAX_MESSAGE_SIZE)
                     .on_upgrade(move |socket| {
                         let tracker = ctx.connections.clone();
-                        tracker.track_future(serve(socket, ctx, address))
+                        tracker.track_future(serve(socket, ctx, address, query))
                     })
                     .into_response();
                 if let Some(protocol) = protocol {

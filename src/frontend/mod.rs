@@ -1,6 +1,7 @@
 //! Signalling frontends: each translates one wire protocol into calls on the group core
 //! and the core's events back into its wire format. No frontend imports another.
 
+pub mod calling;
 pub mod galene;
 
 use std::sync::Arc;
@@ -26,4 +27,6 @@ pub struct Context {
     pub gst_rooms: RoomPolicy,
     /// Which rooms calling-signaling clients may join or create (`--calling-rooms`).
     pub calling_rooms: RoomPolicy,
+    /// What calling-signaling connections share: namespaces and invitations.
+    pub calling: calling::Hub,
 }
