@@ -17,7 +17,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Reply;
 
-use crate::frontend::{Context, MAX_MESSAGE_SIZE, galene};
+use crate::frontend::{Context, MAX_MESSAGE_SIZE, galene, gstreamer};
 use crate::group::JoinError;
 
 /// The client's address, put into each request by the connection loop.
@@ -86,6 +86,14 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
     let ws = websocket(&site, "ws", None, |socket, ctx, address| {
         Box::pin(galene::serve(socket, ctx, address))
     });
+    let gst = websocket(&site, "gst", None, |socket, ctx, address| {
+        Box::pin(gstreamer::serve(socket, ctx, address))
+    });
+
+    // GStreamer's signalling server answers this for load balancers and monitors.
+    let health = warp::path!("health")
+        .and(warp::get().or(warp::head()).unify())
+        .map(|| text_response(StatusCode::OK, "OK\n"));
 
     let stats = warp::path!("stats.json")
         .and(warp::get().or(warp::head()).unify())
@@ -129,6 +137,10 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
         .or(group)
         .unify()
         .or(ws)
+        .unify()
+        .or(gst)
+        .unify()
+        .or(health)
         .unify()
         .or(stats)
         .unify()

@@ -2,6 +2,7 @@
 //! and the core's events back into its wire format. No frontend imports another.
 
 pub mod galene;
+pub mod gstreamer;
 
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub struct Context {
     pub connections: TaskTracker,
     /// Which rooms GStreamer peers may join (`--gst-rooms`).
     pub gst_rooms: RoomPolicy,
+    /// The peers registered on `/gst`, shared by its connections.
+    pub gst_peers: gstreamer::Peers,
     /// Which rooms calling-signaling clients may join or create (`--calling-rooms`).
     pub calling_rooms: RoomPolicy,
 }
