@@ -25,6 +25,7 @@ peer needs are installed, and prints what is missing.
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 
 # What the peer needs, by Debian package: checked by --check, so that a test can say what
@@ -100,18 +101,21 @@ from gi.repository import Gst, GstSdp, GstWebRTC  # noqa: E402
 
 import websockets  # noqa: E402
 
-# One encoder per medium, shared by every remote peer through a tee. Frequent keyframes let
-# a peer that connects later start decoding at once.
-SOURCES = """
+# One pipeline per remote peer, with its own sources and encoders, as in GStreamer's
+# sendrecv example: built whole before it plays, so that no element is added to a running
+# pipeline on the sending side (a sink added later makes a live pipeline lose its state and
+# can stall a source for every remote). Frequent keyframes let decoding start at once.
+PIPELINE = """
+webrtcbin name=webrtc bundle-policy=max-bundle
 videotestsrc is-live=true pattern=ball
   ! video/x-raw,width=160,height=120,framerate=15/1
   ! vp8enc deadline=1 keyframe-max-dist=15 ! rtpvp8pay pt=96
   ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000
-  ! tee name=videotee allow-not-linked=true
+  ! queue ! webrtc.
 audiotestsrc is-live=true wave=sine
   ! audioconvert ! audioresample ! opusenc ! rtpopuspay pt=97
   ! application/x-rtp,media=audio,encoding-name=OPUS,payload=97,clock-rate=48000
-  ! tee name=audiotee allow-not-linked=true
+  ! queue ! webrtc.
 """
 
 
@@ -129,25 +133,18 @@ class Remote:
         self.done_sent = False
         self.done_received = False
         self.left = False
-        pipeline = peer.pipeline
-        self.webrtc = Gst.ElementFactory.make("webrtcbin", None)
-        self.webrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
+        self.pipeline = Gst.parse_launch(PIPELINE)
+        self.webrtc = self.pipeline.get_by_name("webrtc")
         if peer.local_address:
             # Kept referenced: the binding does not hold the agent for us.
             self.agent = self.webrtc.get_property("ice-agent")
             self.agent.emit("add-local-ip-address", peer.local_address)
-        pipeline.add(self.webrtc)
         self.webrtc.connect("on-ice-candidate", self.on_ice_candidate)
         self.webrtc.connect("pad-added", self.on_incoming_pad)
+        self.webrtc.connect("notify::ice-connection-state", self.on_ice_state)
         if offerer:
             self.webrtc.connect("on-negotiation-needed", self.on_negotiation_needed)
-        for tee in ("videotee", "audiotee"):
-            queue = Gst.ElementFactory.make("queue", None)
-            pipeline.add(queue)
-            pipeline.get_by_name(tee).link(queue)
-            queue.link(self.webrtc)
-            queue.sync_state_with_parent()
-        self.webrtc.sync_state_with_parent()
+        self.pipeline.set_state(Gst.State.PLAYING)
 
     # Outgoing: called on GStreamer's threads.
 
@@ -174,6 +171,10 @@ class Remote:
         self.send({"sdp": {"type": "answer", "sdp": answer.sdp.as_text()}})
         self.webrtc.emit("set-local-description", answer, Gst.Promise.new())
 
+    def on_ice_state(self, webrtc, _spec):
+        state = webrtc.get_property("ice-connection-state")
+        log(f"{self.peer.args.id}: ICE with {self.uid}: {state.value_nick}")
+
     def on_ice_candidate(self, _webrtc, mline, candidate):
         self.send({"ice": {"candidate": candidate, "sdpMLineIndex": mline}})
 
@@ -190,6 +191,7 @@ class Remote:
             return
         if "sdp" in message:
             sdp = message["sdp"]
+            log(f"{self.peer.args.id}: {sdp['type']} from {self.uid}")
             _, sdpmsg = GstSdp.SDPMessage.new_from_text(sdp["sdp"])
             if sdp["type"] == "offer":
                 offer = GstWebRTC.WebRTCSessionDescription.new(GstWebRTC.WebRTCSDPType.OFFER, sdpmsg)
@@ -212,7 +214,7 @@ class Remote:
             return
         decodebin = Gst.ElementFactory.make("decodebin", None)
         decodebin.connect("pad-added", self.on_decoded_pad)
-        self.peer.pipeline.add(decodebin)
+        self.pipeline.add(decodebin)
         decodebin.sync_state_with_parent()
         pad.link(decodebin.get_static_pad("sink"))
 
@@ -221,7 +223,10 @@ class Remote:
         kind = "video" if caps.to_string().startswith("video/") else "audio"
         sink = Gst.ElementFactory.make("fakesink", None)
         sink.set_property("sync", False)
-        self.peer.pipeline.add(sink)
+        # A sink added to a playing pipeline must not preroll: an async one makes the
+        # pipeline lose its state, which can hold the other branches in PAUSED.
+        sink.set_property("async", False)
+        self.pipeline.add(sink)
         sink.sync_state_with_parent()
         pad.link(sink.get_static_pad("sink"))
 
@@ -244,8 +249,6 @@ class Peer:
         self.loop = asyncio.get_running_loop()
         self.outbox = asyncio.Queue()
         self.finished = asyncio.Event()
-        self.pipeline = Gst.parse_launch(SOURCES)
-        self.pipeline.set_state(Gst.State.PLAYING)
 
     def fail(self, why):
         """Ends the run with an error (callable from any thread)."""
@@ -275,13 +278,13 @@ class Peer:
 
     async def watch(self):
         """Checks the pipeline's bus and the decoded counts until the run is over."""
-        bus = self.pipeline.get_bus()
         expected = 1 if not self.args.room else self.args.expect
         while not self.finished.is_set():
-            message = bus.pop_filtered(Gst.MessageType.ERROR)
-            if message:
-                error, debug = message.parse_error()
-                self.fail(f"pipeline error: {error.message} ({debug})")
+            for remote in self.remotes.values():
+                message = remote.pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)
+                if message:
+                    error, debug = message.parse_error()
+                    self.fail(f"pipeline error with {remote.uid}: {error.message} ({debug})")
             for remote in self.remotes.values():
                 if not remote.done_sent and remote.satisfied(self.args.frames, self.args.audio):
                     remote.done_sent = True
@@ -326,7 +329,14 @@ class Peer:
 
     async def run(self):
         args = self.args
-        async with websockets.connect(args.server) as ws:
+        options = {}
+        if args.server.startswith("wss://"):
+            # As in gst-examples: the server's certificate is often self-signed.
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            options["ssl"] = context
+        async with websockets.connect(args.server, **options) as ws:
             await ws.send(f"HELLO {args.id}")
             if await ws.recv() != "HELLO":
                 raise RuntimeError("no HELLO from the server")
@@ -363,7 +373,8 @@ class Peer:
                 await asyncio.sleep(0.02)
             for task in tasks:
                 task.cancel()
-        self.pipeline.set_state(Gst.State.NULL)
+        for remote in self.remotes.values():
+            remote.pipeline.set_state(Gst.State.NULL)
         result = {uid: dict(r.counts) for uid, r in self.remotes.items()}
         print("RESULT " + json.dumps({"id": args.id, "peers": result}), flush=True)
         expected = 1 if not args.room else args.expect
@@ -378,7 +389,9 @@ class Peer:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--server", required=True, help="ws://host:port/gst")
+    parser.add_argument(
+        "--server", required=True, help="ws://host:port/gst, or wss:// (certificate not checked)"
+    )
     parser.add_argument("--id", required=True)
     parser.add_argument("--call", help="peer to call")
     parser.add_argument("--remote-offerer", action="store_true", help="ask the callee to offer")
