@@ -151,11 +151,23 @@ async fn hello_registers_a_peer_and_health_answers() {
 async fn a_bad_hello_is_an_error_and_closes_with_1002() {
     let server = Server::start(&[]);
     let cases = [
-        ("SESSION 1", "ERROR expected HELLO <uid>", "invalid protocol"),
+        (
+            "SESSION 1",
+            "ERROR expected HELLO <uid>",
+            "invalid protocol",
+        ),
         ("hello 1", "ERROR expected HELLO <uid>", "invalid protocol"),
         ("HELLO", "ERROR invalid peer uid ''", "invalid peer uid"),
-        ("HELLO a b", "ERROR invalid peer uid 'a b'", "invalid peer uid"),
-        ("HELLO a\u{1}", "ERROR invalid peer uid 'a\\u{1}'", "invalid peer uid"),
+        (
+            "HELLO a b",
+            "ERROR invalid peer uid 'a b'",
+            "invalid peer uid",
+        ),
+        (
+            "HELLO a\u{1}",
+            "ERROR invalid peer uid 'a\\u{1}'",
+            "invalid peer uid",
+        ),
     ];
     for (hello, error, reason) in cases {
         let mut peer = Peer::connect(&server, hello).await;
@@ -179,7 +191,10 @@ async fn a_bad_hello_is_an_error_and_closes_with_1002() {
     second.send("HELLO taken").await;
     let closed = second.closed().await;
     assert_eq!(closed.before, ["ERROR peer 'taken' is already registered"]);
-    assert_eq!((closed.code, closed.reason.as_str()), (1002, "invalid peer uid"));
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (1002, "invalid peer uid")
+    );
     first.leave().await;
     let _again = Peer::hello(&server, "taken").await;
 }
@@ -211,7 +226,14 @@ async fn a_session_relays_everything_both_ways() {
     a.send(answer).await;
     b.expect(answer).await;
     // Commands are messages like any other inside a session, even from the callee.
-    for line in ["ROOM r", "HELLO x", "SESSION a", "ROOM_PEER_LIST", "ERROR x", " "] {
+    for line in [
+        "ROOM r",
+        "HELLO x",
+        "SESSION a",
+        "ROOM_PEER_LIST",
+        "ERROR x",
+        " ",
+    ] {
         b.send(line).await;
         a.expect(line).await;
         a.send(line).await;
@@ -259,7 +281,10 @@ async fn session_errors() {
         ("SESSION x y", "ERROR invalid peer uid 'x y'"),
         ("SESSION nobody", "ERROR peer 'nobody' not found"),
         ("SESSION a", "ERROR cannot start a session with yourself"),
-        ("OFFER_REQUEST", "ERROR OFFER_REQUEST is only valid in a session"),
+        (
+            "OFFER_REQUEST",
+            "ERROR OFFER_REQUEST is only valid in a session",
+        ),
         ("HELLO a", "ERROR already registered as 'a'"),
         ("ROOM_PEER_LIST", "ERROR not in a room"),
         ("ROOM_PEER_MSG b hi", "ERROR not in a room"),
@@ -317,8 +342,10 @@ async fn rooms_list_join_leave_and_relay() {
     b.expect_list("a c").await;
     c.expect_list("a b").await;
 
-    b.send(r#"ROOM_PEER_MSG a {"sdp": {"type": "offer"}}"#).await;
-    a.expect(r#"ROOM_PEER_MSG b {"sdp": {"type": "offer"}}"#).await;
+    b.send(r#"ROOM_PEER_MSG a {"sdp": {"type": "offer"}}"#)
+        .await;
+    a.expect(r#"ROOM_PEER_MSG b {"sdp": {"type": "offer"}}"#)
+        .await;
     a.send("ROOM_PEER_MSG   c   spaced  out ").await;
     c.expect("ROOM_PEER_MSG a spaced  out ").await;
 
@@ -360,11 +387,23 @@ async fn room_errors() {
         ("OFFER_REQUEST", "ERROR invalid msg, already in room"),
         ("ROOM_PEER_LIST extra", "ERROR invalid msg, already in room"),
         ("whatever", "ERROR invalid msg, already in room"),
-        ("ROOM_PEER_MSG", "ERROR expected ROOM_PEER_MSG <peer uid> <message>"),
-        ("ROOM_PEER_MSG b", "ERROR expected ROOM_PEER_MSG <peer uid> <message>"),
+        (
+            "ROOM_PEER_MSG",
+            "ERROR expected ROOM_PEER_MSG <peer uid> <message>",
+        ),
+        (
+            "ROOM_PEER_MSG b",
+            "ERROR expected ROOM_PEER_MSG <peer uid> <message>",
+        ),
         ("ROOM_PEER_MSG nobody hi", "ERROR peer 'nobody' not found"),
-        ("ROOM_PEER_MSG outside hi", "ERROR peer 'outside' is not in the room"),
-        ("ROOM_PEER_MSG a hi", "ERROR cannot send a message to yourself"),
+        (
+            "ROOM_PEER_MSG outside hi",
+            "ERROR peer 'outside' is not in the room",
+        ),
+        (
+            "ROOM_PEER_MSG a hi",
+            "ERROR cannot send a message to yourself",
+        ),
     ] {
         a.send(line).await;
         a.expect(error).await;
@@ -382,14 +421,26 @@ async fn room_errors() {
 #[tokio::test]
 async fn existing_policy_refuses_rooms_without_an_open_group() {
     let server = Server::start(&[
-        ("open", r#"{"wildcard-user": {"password": {"type": "wildcard"}, "permissions": "present"}}"#),
-        ("guarded", r#"{"wildcard-user": {"password": "secret", "permissions": "present"}}"#),
+        (
+            "open",
+            r#"{"wildcard-user": {"password": {"type": "wildcard"}, "permissions": "present"}}"#,
+        ),
+        (
+            "guarded",
+            r#"{"wildcard-user": {"password": "secret", "permissions": "present"}}"#,
+        ),
         ("moved", r#"{"redirect": "https://example.org/"}"#),
     ]);
     let mut a = Peer::hello(&server, "a").await;
     for (line, error) in [
-        ("ROOM nofile", "ERROR cannot join room 'nofile': group does not exist"),
-        ("ROOM guarded", "ERROR cannot join room 'guarded': not authorised"),
+        (
+            "ROOM nofile",
+            "ERROR cannot join room 'nofile': group does not exist",
+        ),
+        (
+            "ROOM guarded",
+            "ERROR cannot join room 'guarded': not authorised",
+        ),
         (
             "ROOM moved",
             "ERROR cannot join room 'moved': redirected to https://example.org/",
@@ -510,7 +561,10 @@ async fn messages_over_one_mebibyte_close_the_connection() {
     let server = Server::start(&[]);
     let mut big = Peer::hello(&server, "big").await;
     let mut fine = Peer::hello(&server, "fine").await;
-    let _ = big.socket.send(Frame::text("x".repeat((1 << 20) + 1))).await;
+    let _ = big
+        .socket
+        .send(Frame::text("x".repeat((1 << 20) + 1)))
+        .await;
     assert_eq!(big.closed().await.code, 1009);
     fine.send("SESSION big").await;
     fine.expect("ERROR peer 'big' not found").await;

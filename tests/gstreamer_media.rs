@@ -80,7 +80,9 @@ impl PeerProcess {
             .args(args)
             .stdout(Stdio::piped())
             .spawn()
-            .expect("start /usr/bin/python3 (./test.sh installs GStreamer and its Python bindings)");
+            .expect(
+                "start /usr/bin/python3 (./test.sh installs GStreamer and its Python bindings)",
+            );
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

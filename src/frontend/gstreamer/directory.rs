@@ -291,10 +291,7 @@ mod tests {
         let told = peers.unregister(&a).expect("b is told");
         assert!(told.same(&b));
         assert_eq!(peers.state(&id("b")), State::Ended);
-        assert_eq!(
-            peers.relay_in_session(&id("b"), "x"),
-            Err(RelayError::Gone)
-        );
+        assert_eq!(peers.relay_in_session(&id("b"), "x"), Err(RelayError::Gone));
         assert!(peers.unregister(&b).is_none());
     }
 

@@ -27,7 +27,9 @@ use directory::{Backlog, PROTOCOL, RelayError, SessionError, State};
 use protocol::{Command, quote, valid_room_id, valid_uid};
 
 use super::Context;
-use crate::group::{ClientHandle, ClientId, ClientInfo, Event, EventQueue, JoinRequest, Membership};
+use crate::group::{
+    ClientHandle, ClientId, ClientInfo, Event, EventQueue, JoinRequest, Membership,
+};
 
 /// The first message, `HELLO`, must come within this time.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -289,7 +291,12 @@ impl Session {
             client: handle,
             data: Default::default(),
         };
-        match self.ctx.registry.join_room(request, self.ctx.gst_rooms).await {
+        match self
+            .ctx
+            .registry
+            .join_room(request, self.ctx.gst_rooms)
+            .await
+        {
             Ok(membership) => {
                 // Members are in the order they joined: those before us were there
                 // already; those after us get announced by their `UserAdded` event.
@@ -381,9 +388,7 @@ impl Session {
                 let me = self.me()?;
                 me.backlog.release(payload.len());
                 if self.room.is_some() {
-                    return self
-                        .send(&format!("ROOM_PEER_MSG {from} {payload}"))
-                        .await;
+                    return self.send(&format!("ROOM_PEER_MSG {from} {payload}")).await;
                 }
                 // Outside a room, signals come from the session's other side, including
                 // what it said just before it left.

@@ -12,7 +12,10 @@ pub enum Command<'a> {
     /// `ROOM <room id>`; the id may be empty or contain whitespace.
     Room(&'a str),
     /// `ROOM_PEER_MSG <uid> <message>`; the message may be empty.
-    RoomPeerMsg { peer: &'a str, message: &'a str },
+    RoomPeerMsg {
+        peer: &'a str,
+        message: &'a str,
+    },
     /// `ROOM_PEER_LIST`, with nothing after it.
     RoomPeerList,
     /// Anything else; carries the first word, for the error message.
@@ -114,7 +117,10 @@ mod tests {
             }
         );
         assert_eq!(parse("ROOM_PEER_LIST"), Command::RoomPeerList);
-        assert_eq!(parse("ROOM_PEER_LISTX"), Command::Unknown("ROOM_PEER_LISTX"));
+        assert_eq!(
+            parse("ROOM_PEER_LISTX"),
+            Command::Unknown("ROOM_PEER_LISTX")
+        );
         assert_eq!(parse("SESSIONX bob"), Command::Unknown("SESSIONX"));
         assert_eq!(parse(""), Command::Unknown(""));
         assert_eq!(parse("{\"sdp\": {}}"), Command::Unknown("{\"sdp\":"));
