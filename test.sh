@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Cinnabar, installing first whatever the tests need that is missing:
-# Debian's chromium for the browser tests and the npm packages under tests/.
+# Debian's chromium for the browser tests, GStreamer's webrtcbin and its Python bindings for
+# the GStreamer peers (tests/peers/gst_peer.py), and the npm packages under tests/.
 # Usage: ./test.sh            (CI runs exactly this through .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -37,7 +38,11 @@ npm_install() {
     fi
 }
 
-apt_install chromium
+apt_install chromium \
+    python3 python3-gi python3-websockets python3-gst-1.0 \
+    gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 \
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+    gstreamer1.0-nice
 npm_install tests/browser
 npm_install tests/peers
 

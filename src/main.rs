@@ -218,6 +218,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
         gst_rooms: cli.gst_rooms.into(),
+        gst_peers: Default::default(),
         calling_rooms: cli.calling_rooms.into(),
         calling: Default::default(),
     });

@@ -17,7 +17,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Reply;
 
-use crate::frontend::{Context, MAX_MESSAGE_SIZE, calling, galene};
+use crate::frontend::{Context, MAX_MESSAGE_SIZE, calling, galene, gstreamer};
 use crate::group::JoinError;
 
 /// The client's address, put into each request by the connection loop.
@@ -89,6 +89,14 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
     let calling = websocket_query(&site, "calling", None, |socket, ctx, address, query| {
         Box::pin(calling::serve(socket, ctx, address, query))
     });
+    let gst = websocket(&site, "gst", None, |socket, ctx, address| {
+        Box::pin(gstreamer::serve(socket, ctx, address))
+    });
+
+    // GStreamer's signalling server answers this for load balancers and monitors.
+    let health = warp::path!("health")
+        .and(warp::get().or(warp::head()).unify())
+        .map(|| text_response(StatusCode::OK, "OK\n"));
 
     let stats = warp::path!("stats.json")
         .and(warp::get().or(warp::head()).unify())
@@ -134,6 +142,10 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
         .or(ws)
         .unify()
         .or(calling)
+        .unify()
+        .or(gst)
+        .unify()
+        .or(health)
         .unify()
         .or(stats)
         .unify()

@@ -3,6 +3,7 @@
 
 pub mod calling;
 pub mod galene;
+pub mod gstreamer;
 
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ pub struct Context {
     pub connections: TaskTracker,
     /// Which rooms GStreamer peers may join (`--gst-rooms`).
     pub gst_rooms: RoomPolicy,
+    /// The peers registered on `/gst`, shared by its connections.
+    pub gst_peers: gstreamer::Peers,
     /// Which rooms calling-signaling clients may join or create (`--calling-rooms`).
     pub calling_rooms: RoomPolicy,
     /// What calling-signaling connections share: namespaces and invitations.
