@@ -707,3 +707,138 @@ async fn mux_candidates_share_one_port_and_include_loopback() {
     publisher.up.close().await;
     wait_released(&media).await;
 }
+
+/// Streams closed at every stage of their life (before the answer, while
+/// ICE checks, during the DTLS handshake, once connected), from either
+/// side first, leave no task of the runtime behind: webrtc-rs's tasks
+/// (ICE agent, DTLS, SRTP, operations queue, UDP mux) end with ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_at_any_stage_leaves_no_task_behind() {
+    const CYCLES: usize = 120;
+    let media = media().await;
+    let baseline = alive_tasks();
+    let publisher = publish(&media, av_publisher(None, 30, Some(u32::MAX))).await;
+    publisher.peer.start();
+    for i in 0..CYCLES {
+        match i % 2 {
+            0 => up_closed_early(&media, i / 2).await,
+            _ => down_closed_early(&media, &publisher.up, i / 2).await,
+        }
+    }
+    publisher.up.close().await;
+    publisher.peer.close().await;
+    drop(publisher);
+    wait_released(&media).await;
+    wait_tasks(baseline).await;
+}
+
+/// How long after the answer a cycle closes: 0 to 57 ms in 3 ms steps, so
+/// that closing falls before, during and after ICE and DTLS.
+fn close_delay(i: usize) -> std::time::Duration {
+    std::time::Duration::from_millis((i % 20) as u64 * 3)
+}
+
+/// A publisher whose stream is closed at stage `i % 5`.
+async fn up_closed_early(media: &Arc<Media>, i: usize) {
+    let peer = Arc::new(
+        Publisher::new(av_publisher(None, 30, None))
+            .await
+            .expect("publisher"),
+    );
+    let offer = peer.offer().await.expect("offer");
+    let p = peer.clone();
+    let (events_sink, events) = sink(move |c| {
+        let p = p.clone();
+        async move {
+            let _ = p.add_remote_candidate(c).await;
+        }
+    });
+    let (up, answer) = media
+        .publish(&CODECS, &offer, events_sink)
+        .await
+        .expect("publish");
+    let stage = i % 5;
+    if stage > 0 {
+        peer.set_answer(&answer).await.expect("answer");
+        let mut candidates = peer.take_candidates().expect("candidates");
+        let u = up.clone();
+        tokio::spawn(async move {
+            while let Some(c) = candidates.recv().await {
+                if u.add_remote_candidate(c).await.is_err() {
+                    return;
+                }
+            }
+        });
+        match stage {
+            1 => {}
+            2 | 3 => tokio::time::sleep(close_delay(i)).await,
+            _ => {
+                peer.start();
+                wait_for("up stream connected", || {
+                    events.count(&MediaEvent::Connected) == 1
+                })
+                .await;
+            }
+        }
+    }
+    if i.is_multiple_of(2) {
+        up.close().await;
+        peer.close().await;
+    } else {
+        peer.close().await;
+        up.close().await;
+    }
+    assert_eq!(events.count(&MediaEvent::Closed), 1);
+}
+
+/// A subscriber whose stream is closed at stage `i % 5`.
+async fn down_closed_early(media: &Arc<Media>, up: &Arc<UpStream>, i: usize) {
+    let peer = Arc::new(
+        Subscriber::new(SubscriberConfig::default())
+            .await
+            .expect("subscriber"),
+    );
+    let p = peer.clone();
+    let (events_sink, events) = sink(move |c| {
+        let p = p.clone();
+        async move {
+            let _ = p.add_remote_candidate(c).await;
+        }
+    });
+    let (down, offer) = media
+        .subscribe(up, BOTH, events_sink)
+        .await
+        .expect("subscribe");
+    let stage = i % 5;
+    if stage > 0 {
+        let mut candidates = peer.take_candidates().expect("candidates");
+        let d = down.clone();
+        tokio::spawn(async move {
+            while let Some(c) = candidates.recv().await {
+                if d.add_remote_candidate(c).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let answer = peer.answer(&offer).await.expect("answer");
+        down.set_answer(&answer).await.expect("set answer");
+        match stage {
+            1 => {}
+            2 | 3 => tokio::time::sleep(close_delay(i)).await,
+            _ => {
+                wait_for("down stream connected", || {
+                    events.count(&MediaEvent::Connected) == 1
+                })
+                .await;
+            }
+        }
+    }
+    if i.is_multiple_of(2) {
+        down.close().await;
+        peer.close().await;
+    } else {
+        peer.close().await;
+        down.close().await;
+    }
+    assert_eq!(events.count(&MediaEvent::Closed), 1);
+}

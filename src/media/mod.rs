@@ -70,6 +70,16 @@ mod rtcp;
 mod stats;
 mod up;
 
+/// The pure per-packet parts of the media path, public only so the
+/// criterion benchmarks in `benches/` can time them; not an API.
+#[doc(hidden)]
+pub mod internals {
+    pub use super::codecs::{Codec, is_keyframe};
+    pub use super::downtrack::Rewriter;
+    pub use super::packetcache::{Arrival, CachedPacket, PacketCache};
+    pub use super::rtcp::{NackAggregator, pack_nacks};
+}
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -244,3 +244,26 @@ pub fn video_stats(media: &Media, down: &DownStream) -> cinnabar::media::DownTra
 pub fn ice_ufrag(sdp: &str) -> Option<&str> {
     sdp.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:"))
 }
+
+/// Tasks alive in the test's runtime, webrtc-rs's included.
+pub fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Wait until the runtime runs no more tasks than `baseline`.
+pub async fn wait_tasks(baseline: usize) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let alive = alive_tasks();
+        if alive <= baseline {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{alive} tasks alive, {baseline} before the streams"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
