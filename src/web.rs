@@ -349,6 +349,12 @@ impl Site {
         let mut stats = serde_json::to_value(self.ctx.registry.stats()).unwrap_or_default();
         // Open WebSocket sessions, of every frontend.
         stats["resources"]["connections"] = self.ctx.connections.len().into();
+        // Every task of the runtime, the WebRTC stack's included: after clients leave,
+        // this returns to its idle value.
+        stats["resources"]["runtime_tasks"] = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            .into();
         json_response(&stats)
     }
 

@@ -584,6 +584,15 @@ async fn churn_leaves_no_peer_connection_behind() {
         s["resources"]["peer_connections"] == 0 && s["resources"]["tasks"] == idle["tasks"]
     })
     .await;
+    // Not only our tasks: the WebRTC stack's (ICE, DTLS, SRTP, mux) end too.
+    let idle_runtime_tasks = idle["runtime_tasks"].as_u64().expect("runtime_tasks");
+    wait_until("the runtime back to its idle tasks", || {
+        let s = futures_executor_block(stats(&server));
+        s["resources"]["runtime_tasks"]
+            .as_u64()
+            .is_some_and(|n| n <= idle_runtime_tasks)
+    })
+    .await;
     let end = stats(&server).await["resources"].clone();
     assert_eq!(end["up_streams"], 0);
     assert_eq!(end["down_streams"], 0);
