@@ -760,15 +760,7 @@ async fn up_closed_early(media: &Arc<Media>, i: usize) {
     let stage = i % 5;
     if stage > 0 {
         peer.set_answer(&answer).await.expect("answer");
-        let mut candidates = peer.take_candidates().expect("candidates");
-        let u = up.clone();
-        tokio::spawn(async move {
-            while let Some(c) = candidates.recv().await {
-                if u.add_remote_candidate(c).await.is_err() {
-                    return;
-                }
-            }
-        });
+        forward_to_up(peer.take_candidates().expect("candidates"), &up);
         match stage {
             1 => {}
             2 | 3 => tokio::time::sleep(close_delay(i)).await,
@@ -811,15 +803,7 @@ async fn down_closed_early(media: &Arc<Media>, up: &Arc<UpStream>, i: usize) {
         .expect("subscribe");
     let stage = i % 5;
     if stage > 0 {
-        let mut candidates = peer.take_candidates().expect("candidates");
-        let d = down.clone();
-        tokio::spawn(async move {
-            while let Some(c) = candidates.recv().await {
-                if d.add_remote_candidate(c).await.is_err() {
-                    return;
-                }
-            }
-        });
+        forward_to_down(peer.take_candidates().expect("candidates"), &down);
         let answer = peer.answer(&offer).await.expect("answer");
         down.set_answer(&answer).await.expect("set answer");
         match stage {

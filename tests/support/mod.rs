@@ -12,6 +12,7 @@ use cinnabar::peer::{
     AudioConfig, DropFilter, Kind, Publisher, PublisherConfig, Subscriber, SubscriberConfig,
     VideoConfig,
 };
+use tokio::sync::mpsc::UnboundedReceiver;
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 pub const CODECS: [Codec; 2] = [Codec::Vp8, Codec::Opus];
@@ -136,15 +137,7 @@ pub async fn publish(media: &Arc<Media>, config: PublisherConfig) -> Published {
         .await
         .expect("publish");
     peer.set_answer(&answer).await.expect("answer");
-    let mut candidates = peer.take_candidates().expect("candidates");
-    let u = up.clone();
-    tokio::spawn(async move {
-        while let Some(c) = candidates.recv().await {
-            if u.add_remote_candidate(c).await.is_err() {
-                return;
-            }
-        }
-    });
+    forward_to_up(peer.take_candidates().expect("candidates"), &up);
     assert!(peer.wait_connected(TIMEOUT).await, "publisher connects");
     wait_for("up stream connected", || {
         events.count(&MediaEvent::Connected) == 1
@@ -178,15 +171,7 @@ pub async fn subscribe(
         .await
         .expect("subscribe");
     // Candidates may reach the server before the answer: it must queue them.
-    let mut candidates = peer.take_candidates().expect("candidates");
-    let d = down.clone();
-    tokio::spawn(async move {
-        while let Some(c) = candidates.recv().await {
-            if d.add_remote_candidate(c).await.is_err() {
-                return;
-            }
-        }
-    });
+    forward_to_down(peer.take_candidates().expect("candidates"), &down);
     let answer = peer.answer(&offer).await.expect("answer");
     down.set_answer(&answer).await.expect("set answer");
     assert!(peer.wait_connected(TIMEOUT).await, "subscriber connects");
@@ -266,4 +251,31 @@ pub async fn wait_tasks(baseline: usize) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Passes a test peer's ICE candidates to the server's up stream until it closes.
+pub fn forward_to_up(mut candidates: UnboundedReceiver<serde_json::Value>, up: &Arc<UpStream>) {
+    let up = up.clone();
+    tokio::spawn(async move {
+        while let Some(c) = candidates.recv().await {
+            if up.add_remote_candidate(c).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Passes a test peer's ICE candidates to the server's down stream until it closes.
+pub fn forward_to_down(
+    mut candidates: UnboundedReceiver<serde_json::Value>,
+    down: &Arc<DownStream>,
+) {
+    let down = down.clone();
+    tokio::spawn(async move {
+        while let Some(c) = candidates.recv().await {
+            if down.add_remote_candidate(c).await.is_err() {
+                return;
+            }
+        }
+    });
 }
