@@ -194,6 +194,8 @@ async fn rooms(dialect: Dialect) {
     alice
         .ok(set(Some(json!("alice")), json!({"who": "A"})))
         .await;
+    // Two changes in a row: the setter hears of neither.
+    alice.none_of("room_update").await;
 
     let joined = bob.join("r", json!({"name": "B"})).await;
     let mut expected = json!({"room": "r", "peers": {

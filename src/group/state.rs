@@ -865,12 +865,13 @@ impl Membership {
     /// change is made only if the key currently holds that value (`Some(None)`: absent),
     /// which makes it a compare-and-set. Everyone is told with a `joined` of kind `change`.
     /// In a group from a file only operators may do this; in a room anyone may.
+    /// Returns the data as it now stands (what the `joined` carries).
     pub fn set_group_data(
         &self,
         key: &str,
         value: Option<serde_json::Value>,
         expect: Option<Option<serde_json::Value>>,
-    ) -> Result<(), ActionError> {
+    ) -> Result<Arc<Data>, ActionError> {
         let mut state = self.group.state();
         let permissions = Group::permissions_of(&state, self.id())?;
         if !state.room && !permissions.has(Permission::Op) {
@@ -892,7 +893,7 @@ impl Membership {
         }
         state.data = Arc::new(data);
         notify_change(&self.group.name, &state);
-        Ok(())
+        Ok(state.data.clone())
     }
 
     /// The group's data.

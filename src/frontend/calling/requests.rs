@@ -214,7 +214,8 @@ impl Session {
             None => after.remove(&key),
         };
         check_size(&after, "Room status")?;
-        room.membership
+        let data = room
+            .membership
             .set_group_data(&key, value, expect)
             .map_err(|e| match e {
                 ActionError::Conflict => "Status not in expected state".to_owned(),
@@ -224,7 +225,7 @@ impl Session {
                 other => other.to_string(),
             })?;
         // The setter is not told of its own change (`room_update` goes to the others).
-        room.status = room.membership.group_data();
+        room.own_change(data);
         ctx.calling.reconcile(&room.name, &room.membership);
         Ok(None)
     }

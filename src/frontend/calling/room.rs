@@ -2,7 +2,7 @@
 //! peers and status the client was last told of, so that the core's events become the
 //! protocol's `room_*` events with nothing said twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -25,7 +25,14 @@ pub struct Room {
     pub peers: BTreeMap<ClientId, PeerState>,
     /// The room status (the group's data), as last told.
     pub status: Arc<Data>,
+    /// Room statuses this client set whose `joined` has not come back yet, oldest first:
+    /// the setter is not told of its own change, however quickly it makes the next one.
+    pub own_changes: VecDeque<Arc<Data>>,
 }
+
+/// Own changes remembered at most (the core delivers every one in order; this only bounds
+/// memory if it ever did not).
+const MAX_OWN_CHANGES: usize = 64;
 
 /// What a core event means to the client.
 #[derive(Debug, PartialEq)]
@@ -55,6 +62,7 @@ impl Room {
             own_status,
             peers: BTreeMap::new(),
             status: Arc::new(Data::new()),
+            own_changes: VecDeque::new(),
         }
     }
 
@@ -75,6 +83,16 @@ impl Room {
         None
     }
 
+    /// Notes a room status this client has just set: it is the status the client knows,
+    /// and its `joined`, when it comes back, is not told.
+    pub fn own_change(&mut self, data: Arc<Data>) {
+        if self.own_changes.len() == MAX_OWN_CHANGES {
+            self.own_changes.pop_front();
+        }
+        self.own_changes.push_back(data.clone());
+        self.status = data;
+    }
+
     pub fn peers_json(&self) -> Value {
         super::message::peers_json(&self.peers)
     }
@@ -89,7 +107,19 @@ impl Room {
         let room = self.name.as_str();
         match event {
             Event::Joined(joined) => {
-                if joined.kind == JoinedKind::Leave || joined.data == self.status {
+                if joined.kind == JoinedKind::Leave {
+                    return Change::Nothing;
+                }
+                if let Some(own) = self.own_changes.iter().position(|d| *d == joined.data) {
+                    self.own_changes.drain(..=own);
+                    // The status already shows the latest own change, unless another
+                    // client's change came in between.
+                    if self.own_changes.is_empty() {
+                        self.status = joined.data;
+                    }
+                    return Change::Nothing;
+                }
+                if joined.data == self.status {
                     return Change::Nothing;
                 }
                 self.status = joined.data;
