@@ -6,12 +6,15 @@ pub mod galene;
 pub mod gstreamer;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::SinkExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::group::{Registry, RoomPolicy};
+use warp::ws::{Message as Frame, WebSocket};
 
 /// Largest WebSocket message any frontend accepts.
 pub const MAX_MESSAGE_SIZE: usize = 1 << 20;
@@ -32,4 +35,36 @@ pub struct Context {
     pub calling_rooms: RoomPolicy,
     /// What calling-signaling connections share: namespaces and invitations.
     pub calling: calling::Hub,
+}
+
+/// A peer that does not take a frame within this time is given up on.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Ends a WebSocket session: a close frame with `code` and `reason`, then the socket
+/// closes; a peer that reads nothing cannot hold the connection open.
+pub async fn close_websocket(socket: &mut WebSocket, code: u16, reason: String) {
+    let frame = Frame::close_with(code, truncate_reason(reason));
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(frame)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
+}
+
+/// A close frame's reason holds at most 123 bytes (RFC 6455).
+fn truncate_reason(mut reason: String) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.truncate(end);
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_reason;
+
+    #[test]
+    fn close_reasons_fit_a_frame() {
+        assert_eq!(truncate_reason("é".repeat(100)).len(), 122);
+        assert_eq!(truncate_reason("short".into()), "short");
+    }
 }

@@ -18,7 +18,7 @@ mod room;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::stream::{BoxStream, SelectAll};
 use futures_util::{SinkExt, StreamExt};
@@ -30,7 +30,7 @@ use warp::ws::{Message as Frame, WebSocket};
 pub use hub::Hub;
 pub use message::Dialect;
 
-use super::Context;
+use super::{Context, WRITE_TIMEOUT, close_websocket};
 use crate::group::{ClientId, ClientInfo, Event, EventQueue, GroupName};
 use hub::Notice;
 use liveness::{Due, Liveness};
@@ -43,8 +43,6 @@ pub const PROTOCOL: &str = "calling";
 const SERVER_NAME: &str = concat!("cinnabar ", env!("CARGO_PKG_VERSION"));
 /// Rooms one connection may be in (invitations included).
 const MAX_ROOMS: usize = 64;
-/// A frame the client does not take within this time ends the session.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The core events of every room the connection is in, tagged with the room.
 type Events = SelectAll<BoxStream<'static, (GroupName, u64, Event)>>;
@@ -90,8 +88,7 @@ pub async fn serve(
         Err(error) => {
             let text = message::error(&error).to_string();
             let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(Frame::text(text))).await;
-            let close = Frame::close_with(1008u16, "unknown dialect");
-            let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(close)).await;
+            close_websocket(&mut socket, 1008, "unknown dialect".into()).await;
             return;
         }
     };
@@ -162,9 +159,7 @@ impl Session {
         }
         self.ctx.calling.disconnect(&self.id);
         if let Some((code, reason)) = close {
-            let frame = Frame::close_with(code, truncate(reason));
-            let _ = tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(frame)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close()).await;
+            close_websocket(&mut self.socket, code, reason).await;
         }
     }
 
@@ -340,18 +335,6 @@ impl Session {
         self.next_serial += 1;
         self.next_serial
     }
-}
-
-/// A close reason fits in 123 bytes.
-fn truncate(mut reason: String) -> String {
-    if reason.len() > 123 {
-        let mut end = 123;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    reason
 }
 
 #[cfg(test)]

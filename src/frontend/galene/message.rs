@@ -205,18 +205,6 @@ pub(super) fn relayed_message(message: &UserMessage) -> Message {
     }
 }
 
-/// Close reasons are limited to 123 bytes by RFC 6455.
-pub(super) fn truncate_reason(mut reason: String) -> String {
-    if reason.len() > 123 {
-        let mut end = 123;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    reason
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,11 +252,5 @@ mod tests {
         );
         assert_eq!(clear_chat_target(&json!(3)), None);
         assert_eq!(clear_chat_target(&json!({"id": 3})), None);
-    }
-
-    #[test]
-    fn close_reasons_fit_a_frame() {
-        assert_eq!(truncate_reason("é".repeat(100)).len(), 122);
-        assert_eq!(truncate_reason("short".into()), "short");
     }
 }

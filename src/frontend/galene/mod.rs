@@ -19,10 +19,10 @@ mod message;
 pub use message::{Message, status_json};
 use message::{
     chat_message, clear_chat_target, error_message, relayed_message, rtc_configuration,
-    truncate_reason, user_message,
+    user_message,
 };
 
-use super::Context;
+use super::{Context, WRITE_TIMEOUT, close_websocket};
 use crate::group::{
     ActionError, ChatRequest, ClientHandle, ClientId, ClientInfo, Event, EventQueue, GroupAction,
     JoinError, JoinRequest, Joined, JoinedKind, Membership, UserAction,
@@ -36,8 +36,6 @@ const LIVENESS_TICK: Duration = Duration::from_secs(5);
 const PING_AFTER: Duration = Duration::from_secs(20);
 /// Silence after which the client is declared dead.
 const DEAD_AFTER: Duration = Duration::from_secs(45);
-/// A frame the client does not take within this time ends the session.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a session ends.
 #[derive(Debug)]
@@ -220,9 +218,7 @@ impl Session {
         // Leave the group before the socket closes, so the others hear of it at once.
         self.joined = None;
         if let Some((code, reason)) = close {
-            let frame = Frame::close_with(code, truncate_reason(reason));
-            let _ = tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(frame)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close()).await;
+            close_websocket(&mut self.socket, code, reason).await;
         }
     }
 

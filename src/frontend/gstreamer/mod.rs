@@ -26,7 +26,7 @@ pub use directory::Peers;
 use directory::{Backlog, PROTOCOL, RelayError, SessionError, State};
 use protocol::{Command, quote, valid_room_id, valid_uid};
 
-use super::Context;
+use super::{Context, WRITE_TIMEOUT, close_websocket};
 use crate::group::{
     ClientHandle, ClientId, ClientInfo, Event, EventQueue, JoinRequest, Membership,
 };
@@ -40,8 +40,6 @@ const LIVENESS_TICK: Duration = Duration::from_secs(5);
 const PING_AFTER: Duration = Duration::from_secs(30);
 /// Silence (not even a pong) after which the peer is declared dead.
 const DEAD_AFTER: Duration = Duration::from_secs(90);
-/// A frame the peer does not take within this time ends the connection.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a peer's connection closes when the other side of its session left.
 const SESSION_OVER: &str = "the other peer left the session";
 
@@ -501,9 +499,7 @@ impl Session {
             tracing::debug!(peer = %me.id, "GStreamer peer left");
         }
         if let Some((code, reason)) = close {
-            let frame = Frame::close_with(code, truncate_reason(reason));
-            let _ = tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(frame)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close()).await;
+            close_websocket(&mut self.socket, code, reason).await;
         }
     }
 }
@@ -517,16 +513,6 @@ fn join_ids(ids: &[ClientId]) -> String {
         .map(ClientId::as_str)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// A close frame's reason holds at most 123 bytes.
-fn truncate_reason(mut reason: String) -> String {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason.truncate(end);
-    reason
 }
 
 async fn next_event(me: &mut Option<Registered>) -> Option<Event> {
