@@ -46,7 +46,9 @@ apt_install chromium \
 npm_install tests/browser
 npm_install tests/peers
 
-log "cargo test"
+# A CI checkout builds once: incremental caches would only take disk (GBs) and time.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+log "cargo test (disk free: $(df -h --output=avail . | tail -1 | tr -d ' '))"
 cargo test --locked
 
 log "browser tests (headless Chromium)"
