@@ -38,6 +38,26 @@ pub struct ServerConfig {
     /// Free text, ignored: lets a config file explain itself.
     #[serde(default)]
     pub comment: Option<serde_json::Value>,
+    /// Limits and the token key of janus.plugin.sfu on `/janus`.
+    #[serde(default)]
+    pub janus: Option<JanusConfig>,
+}
+
+/// The `janus` section of `data/config.json`: janus.plugin.sfu's limits and token key.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JanusConfig {
+    /// Users (Janus clients that joined with `data: true`, and publishers of other
+    /// protocols) a room may have before further Janus members are refused.
+    #[serde(default)]
+    pub max_room_size: Option<usize>,
+    /// Clients (of any protocol) the server may have before Janus members are refused.
+    #[serde(default)]
+    pub max_clients: Option<usize>,
+    /// The RSA public key (PEM or DER file, relative to the data directory) that join and
+    /// kick tokens are checked with; without one, joins are open and kicks refused.
+    #[serde(default)]
+    pub auth_key: Option<PathBuf>,
 }
 
 impl ServerConfig {

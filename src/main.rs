@@ -46,11 +46,14 @@ struct Cli {
     /// Rooms calling-signaling clients (/calling) may join or create: `existing` or `any`.
     #[arg(long, value_enum, default_value = "existing", value_name = "POLICY")]
     calling_rooms: Rooms,
+    /// Rooms Janus clients (/janus) may join or create: `existing` or `any`.
+    #[arg(long, value_enum, default_value = "existing", value_name = "POLICY")]
+    janus_rooms: Rooms,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
-/// `--gst-rooms` and `--calling-rooms`.
+/// `--gst-rooms`, `--calling-rooms` and `--janus-rooms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Rooms {
     Existing,
@@ -221,6 +224,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         gst_peers: Default::default(),
         calling_rooms: cli.calling_rooms.into(),
         calling: Default::default(),
+        janus_rooms: cli.janus_rooms.into(),
+        janus: Default::default(),
     });
     let scheme = if cli.insecure { "http" } else { "https" };
     // Tests and scripts read this line to learn the port when `--http` asks for port 0.

@@ -17,7 +17,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Reply;
 
-use crate::frontend::{Context, MAX_MESSAGE_SIZE, calling, galene, gstreamer};
+use crate::frontend::{Context, MAX_MESSAGE_SIZE, calling, galene, gstreamer, janus};
 use crate::group::JoinError;
 
 /// The client's address, put into each request by the connection loop.
@@ -92,6 +92,13 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
     let gst = websocket(&site, "gst", None, |socket, ctx, address| {
         Box::pin(gstreamer::serve(socket, ctx, address))
     });
+    let janus_ws = websocket(
+        &site,
+        "janus",
+        Some("janus-protocol"),
+        |socket, ctx, address| Box::pin(janus::serve(socket, ctx, address)),
+    );
+    let janus_http = janus_http(&site);
 
     // GStreamer's signalling server answers this for load balancers and monitors.
     let health = warp::path!("health")
@@ -145,6 +152,10 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
         .unify()
         .or(gst)
         .unify()
+        .or(janus_ws)
+        .unify()
+        .or(janus_http)
+        .unify()
         .or(health)
         .unify()
         .or(stats)
@@ -158,6 +169,75 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
         .with(warp::reply::with::headers(security))
         .map(Reply::into_response)
         .boxed()
+}
+
+/// Janus's HTTP transport under `/janus` (the WebSocket on the same path is tried first):
+/// `POST` requests, `GET` long polls and `GET /janus/info`, with CORS for the origins
+/// allowed to open WebSockets.
+fn janus_http(site: &Arc<Site>) -> BoxedFilter<(Reply_,)> {
+    let with_site = {
+        let site = site.clone();
+        warp::any().map(move || site.clone())
+    };
+    let origin = warp::header::optional::<String>("origin")
+        .and(warp::host::optional())
+        .map(
+            |origin: Option<String>, host: Option<warp::host::Authority>| {
+                (origin, host.map(|h| h.to_string()))
+            },
+        );
+    let tail = warp::path("janus")
+        .and(warp::path::tail())
+        .map(|tail: warp::path::Tail| tail.as_str().to_owned());
+    let post = tail
+        .clone()
+        .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_MESSAGE_SIZE as u64))
+        .and(warp::body::bytes())
+        .and(with_site.clone())
+        .and(origin.clone())
+        .and(warp::ext::optional::<PeerAddr>())
+        .and_then(
+            |tail: String,
+             body: bytes::Bytes,
+             site: Arc<Site>,
+             origin: (Option<String>, Option<String>),
+             peer: Option<PeerAddr>| async move {
+                let answer = janus::http_post(&site.ctx, &tail, &body, peer.map(|p| p.0)).await;
+                Ok::<_, Infallible>(site.janus_answer(answer, origin))
+            },
+        );
+    let get = tail
+        .clone()
+        .and(warp::get())
+        .and(warp::query::<std::collections::HashMap<String, String>>())
+        .and(with_site.clone())
+        .and(origin.clone())
+        .and_then(
+            |tail: String,
+             query: std::collections::HashMap<String, String>,
+             site: Arc<Site>,
+             origin: (Option<String>, Option<String>)| async move {
+                let answer = if tail.trim_matches('/') == "info" {
+                    janus::http_info()
+                } else {
+                    let maxev = query.get("maxev").and_then(|m| m.parse().ok());
+                    janus::http_get(&site.ctx, &tail, maxev).await
+                };
+                Ok::<_, Infallible>(site.janus_answer(answer, origin))
+            },
+        );
+    let preflight = tail.and(warp::options()).and(with_site).and(origin).map(
+        |_tail: String, site: Arc<Site>, origin: (Option<String>, Option<String>)| {
+            let mut response = Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Default::default())
+                .unwrap_or_else(|_| internal_error());
+            site.cors(&mut response, origin);
+            response
+        },
+    );
+    post.or(get).unify().or(preflight).unify().boxed()
 }
 
 /// A frontend's connection handler: it owns the socket until the session ends.
@@ -209,13 +289,15 @@ where
         .and(warp::host::optional())
         .and(warp::ext::optional::<PeerAddr>())
         .and(query)
+        .and(warp::header::optional::<String>("sec-websocket-protocol"))
         .map(
             move |ws: warp::ws::Ws,
                   site: Arc<Site>,
                   origin: Option<String>,
                   host: Option<warp::host::Authority>,
                   peer: Option<PeerAddr>,
-                  query: String| {
+                  query: String,
+                  requested: Option<String>| {
                 let host = host.map(|h| h.to_string());
                 if !site.origin_allowed(origin.as_deref(), host.as_deref()) {
                     return text_response(StatusCode::FORBIDDEN, "origin not allowed\n");
@@ -231,7 +313,13 @@ where
                         tracker.track_future(serve(socket, ctx, address, query))
                     })
                     .into_response();
-                if let Some(protocol) = protocol {
+                // A subprotocol is named in the answer only if the client asked for it.
+                let asked = |p: &str| {
+                    requested
+                        .as_deref()
+                        .is_some_and(|r| r.split(',').any(|x| x.trim() == p))
+                };
+                if let Some(protocol) = protocol.filter(|p| asked(p)) {
                     response
                         .headers_mut()
                         .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
@@ -272,6 +360,43 @@ impl Site {
         let scheme = if self.secure { "https" } else { "http" };
         let location = format!("{scheme}://{canonical}{path}");
         Some(redirect(StatusCode::MOVED_PERMANENTLY, &location))
+    }
+
+    /// A Janus HTTP answer as a response, with CORS headers when the origin is allowed.
+    fn janus_answer(
+        &self,
+        answer: janus::HttpAnswer,
+        origin: (Option<String>, Option<String>),
+    ) -> Reply_ {
+        let mut response = json_response(&answer.body);
+        *response.status_mut() =
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.cors(&mut response, origin);
+        response
+    }
+
+    /// Lets a web page of an allowed origin (the server's own, or `allowOrigin`) read
+    /// the response, as janus.js does from its own pages.
+    fn cors(&self, response: &mut Reply_, (origin, host): (Option<String>, Option<String>)) {
+        let Some(origin) = origin else {
+            return;
+        };
+        if !self.origin_allowed(Some(&origin), host.as_deref()) {
+            return;
+        }
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&origin) {
+            headers.insert("access-control-allow-origin", value);
+        }
+        headers.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        headers.insert(
+            "access-control-allow-headers",
+            HeaderValue::from_static("content-type"),
+        );
+        headers.insert("vary", HeaderValue::from_static("origin"));
     }
 
     fn origin_allowed(&self, origin: Option<&str>, host: Option<&str>) -> bool {

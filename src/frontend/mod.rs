@@ -4,6 +4,7 @@
 pub mod calling;
 pub mod galene;
 pub mod gstreamer;
+pub mod janus;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,10 @@ pub struct Context {
     pub calling_rooms: RoomPolicy,
     /// What calling-signaling connections share: namespaces and invitations.
     pub calling: calling::Hub,
+    /// Which rooms Janus clients may join or create (`--janus-rooms`).
+    pub janus_rooms: RoomPolicy,
+    /// What Janus connections share: the sessions and the token key.
+    pub janus: janus::Janus,
 }
 
 /// A peer that does not take a frame within this time is given up on.

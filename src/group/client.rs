@@ -15,7 +15,7 @@ use super::chat::ChatMessage;
 use super::name::{ClientId, GroupName};
 use super::permissions::Permissions;
 use super::streams::StreamInfo;
-use crate::media::MediaEvent;
+use crate::media::{DataPayload, MediaEvent};
 
 /// Events a client may leave undelivered before it is disconnected.
 pub const MAX_PENDING_EVENTS: usize = 8192;
@@ -116,6 +116,22 @@ pub enum Event {
     /// A published stream ended.
     StreamRemoved {
         id: String,
+    },
+    /// A published stream's tracks changed (its publisher renegotiated): a
+    /// subscription made before the change lacks what was added.
+    StreamChanged(Arc<StreamInfo>),
+    /// A data message from another member: from one of its data channels (`label`), or
+    /// sent through signalling (`label` is `None`).
+    Data {
+        from: ClientId,
+        label: Option<Arc<str>>,
+        payload: DataPayload,
+    },
+    /// Another member blocked this client, or lifted its block: data and media between
+    /// the two stop (or flow again).
+    Blocked {
+        by: ClientId,
+        blocked: bool,
     },
     /// Something happened to one of this client's own streams (`up`) or subscriptions.
     Media {

@@ -6,6 +6,7 @@
 //! [`Event`]s in the client's queue. Each group's mutex guards plain data only: it is never
 //! held across an `.await` and a client is only ever told things through its queue.
 
+mod blocks;
 pub mod chat;
 pub mod client;
 pub mod description;
@@ -21,7 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use crate::media::{MediaEvent, TrackSelection, VideoSelection};
+pub use crate::media::{
+    DataPayload, EventSink, Layout, MediaEvent, MediaKind, TrackSelection, VideoSelection,
+    check_sdp,
+};
 pub use chat::{ChatMessage, ClearChat};
 pub use client::Direction;
 pub use client::{
@@ -32,7 +36,7 @@ pub use description::Description;
 pub use name::{ClientId, GroupName};
 pub use permissions::{Permission, Permissions};
 pub use state::{ActionError, ChatRequest, Group, GroupAction, Membership, UserAction};
-pub use streams::{GroupStats, Negotiated, ServerStats, StreamError, StreamInfo};
+pub use streams::{Detached, GroupStats, Negotiated, ServerStats, StreamError, StreamInfo};
 
 use crate::media::Media;
 use description::{DescriptionError, FileStamp};
@@ -93,6 +97,8 @@ pub struct Registry {
     reported_broken: Mutex<HashMap<PathBuf, FileStamp>>,
     shutting_down: AtomicBool,
     password_checks: tokio::sync::Semaphore,
+    /// Who blocks whom, for the server's lifetime.
+    blocks: Mutex<blocks::Blocks>,
 }
 
 /// Where a group's description comes from.
@@ -112,6 +118,7 @@ impl Registry {
             reported_broken: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             password_checks: tokio::sync::Semaphore::new(parallelism),
+            blocks: Mutex::new(blocks::Blocks::default()),
         })
     }
 
@@ -367,6 +374,11 @@ impl Registry {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Whether `a` or `b` blocks the other.
+    pub fn is_blocked(&self, a: &ClientId, b: &ClientId) -> bool {
+        lock(&self.blocks).between(a, b)
     }
 
     /// Clients currently in any group.

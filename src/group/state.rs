@@ -15,6 +15,7 @@ use super::name::{ClientId, GroupName, random_id};
 use super::permissions::{Permission, Permissions};
 use super::streams::{Closing, Published};
 use super::{JoinError, Registry, lock};
+use crate::media::DataPayload;
 use crate::media::{DownStream, Media};
 
 /// Why an action was refused. The texts are Galène's; clients show them as they are.
@@ -36,6 +37,8 @@ pub enum ActionError {
     NotMember,
     #[error("the value has changed")]
     Conflict,
+    #[error("too many blocks")]
+    TooManyBlocks,
 }
 
 /// A chat message as a client sends it.
@@ -333,7 +336,7 @@ impl Group {
         for other in state.members.iter().filter(|m| !m.handle.same(&client)) {
             client.send(Event::UserAdded(other.info()));
         }
-        for stream in state.streams.iter().filter(|p| p.connected) {
+        for stream in state.streams.iter().filter(|p| p.announced()) {
             client.send(Event::StreamAdded(stream.info.clone()));
         }
         tracing::info!(group = %self.name, client = %client.id(), "joined");
@@ -519,6 +522,10 @@ impl Membership {
         self.registry.media()
     }
 
+    pub(super) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     pub fn group(&self) -> &Arc<Group> {
         &self.group
     }
@@ -685,21 +692,8 @@ impl Membership {
         };
         match action {
             UserAction::Kick => {
-                let reason = value
-                    .as_str()
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or("you have been kicked out")
-                    .to_owned();
-                tracing::info!(group = %self.group.name, client = %dest, by = %self.id(), "kicked");
                 drop(state);
-                self.group.remove(
-                    dest,
-                    Some(Event::Kicked {
-                        by: Some(self.id().clone()),
-                        by_username: Some(actor_username),
-                        reason,
-                    }),
-                );
+                self.kick(dest, actor_username, value.as_str());
                 Ok(())
             }
             UserAction::Identify => {
@@ -760,6 +754,117 @@ impl Membership {
                 Ok(())
             }
         }
+    }
+
+    fn kick(&self, dest: &ClientId, by_username: String, reason: Option<&str>) {
+        let reason = reason
+            .filter(|s| !s.is_empty())
+            .unwrap_or("you have been kicked out")
+            .to_owned();
+        tracing::info!(group = %self.group.name, client = %dest, by = %self.id(), "kicked");
+        self.group.remove(
+            dest,
+            Some(Event::Kicked {
+                by: Some(self.id().clone()),
+                by_username: Some(by_username),
+                reason,
+            }),
+        );
+    }
+
+    /// Kicks a member on the authority of a credential the frontend checked itself (a
+    /// Janus token with `kick_users`), whatever this member's permissions.
+    pub fn kick_with_credential(&self, dest: &ClientId, reason: &str) -> Result<(), ActionError> {
+        let username = {
+            let state = self.group.state();
+            let actor = state.member(self.id()).ok_or(ActionError::NotMember)?;
+            state.member(dest).ok_or(ActionError::NoSuchUser)?;
+            actor.username.clone()
+        };
+        self.kick(dest, username, Some(reason));
+        Ok(())
+    }
+
+    /// Blocks `whom` (or lifts the block): data and media between the two stop both ways
+    /// while either blocks the other, and `whom`, if present, is told. Blocks outlive the
+    /// membership: they hold for the server's lifetime.
+    pub fn block(&self, whom: &ClientId, blocked: bool) -> Result<(), ActionError> {
+        {
+            let mut blocks = lock(&self.registry.blocks);
+            if blocked {
+                blocks
+                    .block(self.id(), whom)
+                    .map_err(|_| ActionError::TooManyBlocks)?;
+            } else {
+                blocks.unblock(self.id(), whom);
+            }
+        }
+        let paused = self.registry.is_blocked(self.id(), whom);
+        let state = self.group.state();
+        state.member(self.id()).ok_or(ActionError::NotMember)?;
+        // Pause (or resume) what flows between the two, both ways.
+        let owned_by = |owner: &ClientId| -> Vec<crate::media::StreamId> {
+            state
+                .streams
+                .iter()
+                .filter(|p| &p.info.owner == owner)
+                .map(|p| p.up.id())
+                .collect()
+        };
+        for (receiver, sender) in [(self.id(), whom), (whom, self.id())] {
+            let ups = owned_by(sender);
+            if let Some(member) = state.member(receiver) {
+                for down in member.downs.values().filter(|d| ups.contains(&d.up_id())) {
+                    down.set_paused(paused);
+                }
+            }
+        }
+        if let Some(target) = state.member(whom) {
+            target.handle.send(Event::Blocked {
+                by: self.id().clone(),
+                blocked,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends a data message to `dest`, or to every other member; members that block or
+    /// are blocked by the sender get nothing. `label` names the data channel it came
+    /// from (`None`: it came through signalling). Needs the `message` permission.
+    pub fn send_data(
+        &self,
+        dest: Option<&ClientId>,
+        label: Option<Arc<str>>,
+        payload: DataPayload,
+    ) -> Result<(), ActionError> {
+        let state = self.group.state();
+        let sender = state.member(self.id()).ok_or(ActionError::NotMember)?;
+        if !sender.permissions.has(Permission::Message) {
+            return Err(ActionError::NotAuthorised);
+        }
+        let event = Event::Data {
+            from: self.id().clone(),
+            label,
+            payload,
+        };
+        let blocks = lock(&self.registry.blocks);
+        match dest {
+            Some(dest) => {
+                let target = state.member(dest).ok_or(ActionError::UnknownRecipient)?;
+                if !blocks.between(self.id(), dest) {
+                    target.handle.send(event);
+                }
+            }
+            None => {
+                for member in &state.members {
+                    let id = member.handle.id();
+                    if id != self.id() && !blocks.between(self.id(), id) {
+                        member.handle.send(event.clone());
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Acts on the group.

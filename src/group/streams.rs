@@ -8,15 +8,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use super::client::{ClientHandle, Direction, Event};
 use super::name::ClientId;
 use super::permissions::Permission;
 use super::state::{Group, Membership};
+use super::{Registry, lock};
 use crate::media::{
-    Codec, DownStream, DownStreamStats, EventSink, MediaError, MediaEvent, MediaKind,
-    TrackSelection, UpStream, UpStreamStats,
+    Codec, DataPayload, DownStream, DownStreamStats, EventSink, Layout, MediaError, MediaEvent,
+    MediaKind, TrackInfo, TrackSelection, UpStream, UpStreamStats,
 };
 
 /// A published stream as members see it.
@@ -67,8 +68,16 @@ pub(super) struct Published {
     pub info: Arc<StreamInfo>,
     pub up: Arc<UpStream>,
     pub serial: u64,
-    /// Announced to the others once its connection is up.
+    /// Whether its connection is up.
     pub connected: bool,
+}
+
+impl Published {
+    /// Whether the others know of it: its connection is up and it carries audio or video
+    /// (a connection with data channels only is nothing to subscribe to).
+    pub fn announced(&self) -> bool {
+        self.connected && (self.info.has_audio || self.info.has_video)
+    }
 }
 
 /// Media to close once the group's lock is released.
@@ -146,13 +155,13 @@ pub struct GroupStats {
 }
 
 impl Group {
-    /// Streams whose connection is up, except `except`'s own.
+    /// Streams that were announced (connected, with audio or video), except `except`'s own.
     pub fn streams(&self, except: Option<&ClientId>) -> Vec<Arc<StreamInfo>> {
         let state = self.state();
         state
             .streams
             .iter()
-            .filter(|p| p.connected && Some(&p.info.owner) != except)
+            .filter(|p| p.announced() && Some(&p.info.owner) != except)
             .map(|p| p.info.clone())
             .collect()
     }
@@ -171,10 +180,46 @@ impl Group {
             return;
         }
         published.connected = true;
-        let event = Event::StreamAdded(published.info.clone());
-        for member in state.members.iter().filter(|m| m.handle.id() != owner) {
-            member.handle.send(event.clone());
+        if published.announced() {
+            let event = Event::StreamAdded(published.info.clone());
+            broadcast_except(&state, owner, &event);
         }
+    }
+
+    /// After a renegotiation: if the stream's tracks changed, the others are told (a
+    /// stream that gains its first audio or video is announced only now).
+    fn stream_tracks_changed(
+        &self,
+        id: &str,
+        owner: &ClientId,
+        serial: u64,
+        before: &[TrackInfo],
+        after: &[TrackInfo],
+    ) {
+        if before == after {
+            return;
+        }
+        let mut state = self.state();
+        let Some(published) = state
+            .streams
+            .iter_mut()
+            .find(|p| p.info.id == id && &p.info.owner == owner && p.serial == serial)
+        else {
+            return;
+        };
+        let was_announced = published.announced();
+        published.info = Arc::new(StreamInfo {
+            has_audio: after.iter().any(|t| t.kind == MediaKind::Audio),
+            has_video: after.iter().any(|t| t.kind == MediaKind::Video),
+            ..(*published.info).clone()
+        });
+        let event = match (was_announced, published.announced()) {
+            (true, true) => Event::StreamChanged(published.info.clone()),
+            (false, true) => Event::StreamAdded(published.info.clone()),
+            (true, false) => Event::StreamRemoved { id: id.to_owned() },
+            (false, false) => return,
+        };
+        broadcast_except(&state, owner, &event);
     }
 
     /// Takes a stream out of the group, telling the others if they knew of it. With a
@@ -189,11 +234,9 @@ impl Group {
             p.info.id == id && &p.info.owner == owner && serial.is_none_or(|s| s == p.serial)
         })?;
         let published = state.streams.remove(index);
-        if published.connected {
+        if published.announced() {
             let event = Event::StreamRemoved { id: id.to_owned() };
-            for member in state.members.iter().filter(|m| m.handle.id() != owner) {
-                member.handle.send(event.clone());
-            }
+            broadcast_except(state, owner, &event);
         }
         Some(published.up)
     }
@@ -256,6 +299,84 @@ impl Group {
     }
 }
 
+/// Tells every member but `owner`.
+fn broadcast_except(state: &super::state::State, owner: &ClientId, event: &Event) {
+    for member in state.members.iter().filter(|m| m.handle.id() != owner) {
+        member.handle.send(event.clone());
+    }
+}
+
+/// A publisher's connection negotiated before its client joined a group (Janus clients
+/// offer before they join). Its events go to the sink given to
+/// [`Registry::publish_detached`] until [`Membership::adopt`] makes it a stream of the
+/// group; dropped without that, it is closed.
+pub struct Detached {
+    up: Option<Arc<UpStream>>,
+    target: Arc<Mutex<EventSink>>,
+}
+
+impl Detached {
+    fn up(&self) -> Result<&Arc<UpStream>, StreamError> {
+        self.up
+            .as_ref()
+            .ok_or(StreamError::Media(MediaError::Closed))
+    }
+
+    /// A new offer from the publisher (media added, ICE restart).
+    pub async fn renegotiate(&self, offer_sdp: &str) -> Result<String, StreamError> {
+        Ok(self.up()?.renegotiate(offer_sdp).await?)
+    }
+
+    pub async fn add_candidate(&self, candidate: serde_json::Value) -> Result<(), StreamError> {
+        Ok(self.up()?.add_remote_candidate(candidate).await?)
+    }
+
+    /// Our answer with every local candidate in it.
+    pub async fn gathered_sdp(&self) -> Result<String, StreamError> {
+        Ok(self.up()?.gathered_sdp().await?)
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(up) = self.up.take() {
+            let mut closing = Closing::default();
+            closing.up(up);
+            closing.run();
+        }
+    }
+}
+
+impl Registry {
+    /// Negotiates a publisher's connection before its client is in any group, with the
+    /// codecs of a group that names none (VP8 and Opus): the group is not known yet.
+    /// `events` gets the connection's media events until it is adopted.
+    pub async fn publish_detached(
+        &self,
+        offer_sdp: &str,
+        events: EventSink,
+    ) -> Result<(Detached, String), StreamError> {
+        let codecs: Vec<Codec> = super::description::DEFAULT_CODECS
+            .iter()
+            .filter_map(|name| name.parse().ok())
+            .collect();
+        let target = Arc::new(Mutex::new(events));
+        let forward = target.clone();
+        let sink: EventSink = Arc::new(move |event| {
+            let current = lock(&forward).clone();
+            current(event);
+        });
+        let (up, answer) = self.media().publish(&codecs, offer_sdp, sink).await?;
+        Ok((
+            Detached {
+                up: Some(up),
+                target,
+            },
+            answer,
+        ))
+    }
+}
+
 /// A sink that tells `handle` about its stream `id`.
 fn client_sink(handle: ClientHandle, id: String, direction: Direction, serial: u64) -> EventSink {
     Arc::new(move |event: MediaEvent| {
@@ -299,17 +420,65 @@ impl Membership {
             }
         };
         if let Some((up, serial)) = existing {
+            let before = up.tracks();
             let sdp = up.renegotiate(offer_sdp).await?;
+            self.group()
+                .stream_tracks_changed(id, self.id(), serial, &before, &up.tracks());
             return Ok(Negotiated { serial, sdp });
         }
 
-        let handle = self.handle().clone();
+        let serial = next_serial();
+        let sink = self.stream_sink(id, serial);
+        let (up, answer) = self
+            .media()
+            .publish(&self.media_codecs(), offer_sdp, sink)
+            .await?;
+        self.install(id, label, replace, up, serial)?;
+        Ok(Negotiated {
+            serial,
+            sdp: answer,
+        })
+    }
+
+    /// Makes a connection negotiated before this client joined ([`Registry::publish_detached`])
+    /// one of its streams in the group, as `publish` would have. Returns the stream's
+    /// serial. Fails if the client may not present, the id is taken, or the stream uses a
+    /// codec the group does not allow (the connection is then closed).
+    pub fn adopt(&self, mut detached: Detached, id: &str, label: &str) -> Result<u64, StreamError> {
+        let up = detached
+            .up
+            .take()
+            .ok_or(StreamError::Media(MediaError::Closed))?;
+        let close = |up: Arc<UpStream>| {
+            let mut closing = Closing::default();
+            closing.up(up);
+            closing.run();
+        };
+        if up.is_closed() {
+            return Err(StreamError::Media(MediaError::Closed));
+        }
+        if let Err(error) = up.restrict_codecs(&self.media_codecs()) {
+            close(up);
+            return Err(error.into());
+        }
+        let serial = next_serial();
+        *lock(&detached.target) = self.stream_sink(id, serial);
+        self.install(id, label, None, up, serial)?;
+        Ok(serial)
+    }
+
+    /// The sink of this client's stream `id`: group bookkeeping, then the client's queue.
+    fn stream_sink(&self, id: &str, serial: u64) -> EventSink {
         let group: Weak<Group> = Arc::downgrade(self.group());
         let owner = self.id().clone();
         let stream_id = id.to_owned();
-        let serial = next_serial();
-        let to_client = client_sink(handle, stream_id.clone(), Direction::Up, serial);
-        let sink: EventSink = Arc::new(move |event: MediaEvent| {
+        let to_client = client_sink(
+            self.handle().clone(),
+            stream_id.clone(),
+            Direction::Up,
+            serial,
+        );
+        Arc::new(move |event: MediaEvent| {
             if let Some(group) = group.upgrade() {
                 match &event {
                     MediaEvent::Connected => group.stream_connected(&stream_id, &owner),
@@ -321,11 +490,20 @@ impl Membership {
                 }
             }
             to_client(event);
-        });
-        let (up, answer) = self
-            .media()
-            .publish(&self.media_codecs(), offer_sdp, sink)
-            .await?;
+        })
+    }
+
+    /// Puts a negotiated up stream into the group (announcing it if its connection is
+    /// already up), or closes it if the client may no longer present or the id was taken
+    /// meanwhile. `replace` names a stream of this client's to drop.
+    fn install(
+        &self,
+        id: &str,
+        label: &str,
+        replace: Option<&str>,
+        up: Arc<UpStream>,
+        serial: u64,
+    ) -> Result<(), StreamError> {
         let tracks = up.tracks();
         let info = Arc::new(StreamInfo {
             id: id.to_owned(),
@@ -359,18 +537,25 @@ impl Membership {
             {
                 closing.up(old_up);
             }
-            state.streams.push(Published {
+            // A connection adopted after it came up is announced at once; otherwise
+            // its `Connected` event does it.
+            let published = Published {
                 info,
+                connected: up.is_connected(),
                 up,
                 serial,
-                connected: false,
-            });
+            };
+            if published.announced() {
+                broadcast_except(
+                    &state,
+                    self.id(),
+                    &Event::StreamAdded(published.info.clone()),
+                );
+            }
+            state.streams.push(published);
         }
         closing.run();
-        Ok(Negotiated {
-            serial,
-            sdp: answer,
-        })
+        Ok(())
     }
 
     /// A remote ICE candidate for one of this client's streams, either way.
@@ -426,14 +611,20 @@ impl Membership {
         &self,
         id: &str,
         selection: TrackSelection,
+        layout: Layout,
     ) -> Result<Option<Negotiated>, StreamError> {
-        let up = {
+        let (up, owner) = {
             let state = self.group().state();
             state
                 .streams
                 .iter()
-                .find(|p| p.info.id == id && p.connected && &p.info.owner != self.id())
-                .map(|p| p.up.clone())
+                // A connection shaped in slots may wait for the publisher's first track.
+                .find(|p| {
+                    p.info.id == id
+                        && &p.info.owner != self.id()
+                        && (p.announced() || layout == Layout::Slots)
+                })
+                .map(|p| (p.up.clone(), p.info.owner.clone()))
                 .ok_or(StreamError::UnknownStream)?
         };
         self.close_down(id);
@@ -444,7 +635,12 @@ impl Membership {
             Direction::Down,
             serial,
         );
-        let (down, offer) = match self.media().subscribe(&up, selection, sink).await {
+        let paused = self.registry().is_blocked(self.id(), &owner);
+        let subscribed = self
+            .media()
+            .subscribe_with(&up, selection, layout, paused, sink)
+            .await;
+        let (down, offer) = match subscribed {
             Ok(pair) => pair,
             Err(MediaError::NothingToSend) => return Ok(None),
             Err(error) => return Err(error.into()),
@@ -479,6 +675,54 @@ impl Membership {
         Ok(self.down(id)?.restart_ice().await?)
     }
 
+    /// Fills a subscription's empty slots with what its stream carries now (see
+    /// [`Layout::Slots`]): returns a new offer on the same connection if anything was
+    /// added, `None` if nothing changed.
+    pub async fn refresh_down(&self, id: &str) -> Result<Option<String>, StreamError> {
+        let down = self.down(id)?;
+        if !down.refresh() {
+            return Ok(None);
+        }
+        Ok(Some(down.renegotiate().await?))
+    }
+
+    /// Our current description of one of this client's streams (up or down) with every
+    /// local candidate in it, for clients that take no trickled candidates (Janus).
+    pub async fn gathered_sdp(&self, id: &str) -> Result<String, StreamError> {
+        let up = {
+            let state = self.group().state();
+            state
+                .streams
+                .iter()
+                .find(|p| p.info.id == id && &p.info.owner == self.id())
+                .map(|p| p.up.clone())
+        };
+        match up {
+            Some(up) => Ok(up.gathered_sdp().await?),
+            None => Ok(self.down(id)?.gathered_sdp().await?),
+        }
+    }
+
+    /// Writes a message on a data channel of one of this client's own streams (the
+    /// connection its messages come from; a channel `label` is opened if there is none).
+    pub async fn write_data(
+        &self,
+        id: &str,
+        label: &str,
+        payload: &DataPayload,
+    ) -> Result<(), StreamError> {
+        let up = {
+            let state = self.group().state();
+            state
+                .streams
+                .iter()
+                .find(|p| p.info.id == id && &p.info.owner == self.id())
+                .map(|p| p.up.clone())
+                .ok_or(StreamError::UnknownStream)?
+        };
+        Ok(up.send_data(label, payload).await?)
+    }
+
     /// Whether this client has a subscription with this id.
     pub fn has_down(&self, id: &str) -> bool {
         self.down(id).is_ok()
@@ -495,6 +739,18 @@ impl Membership {
         closing.downs(down);
         closing.run();
         found
+    }
+
+    /// Every stream `owner` publishes, announced or not (a connection with data channels
+    /// only, or not connected yet), oldest first.
+    pub fn streams_of(&self, owner: &ClientId) -> Vec<Arc<StreamInfo>> {
+        let state = self.group().state();
+        state
+            .streams
+            .iter()
+            .filter(|p| &p.info.owner == owner)
+            .map(|p| p.info.clone())
+            .collect()
     }
 
     /// Whether this client publishes a stream with this id.

@@ -5,7 +5,7 @@
 //! (`TrackLocal`, writer and RTCP tasks) are in `downtrack`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -19,10 +19,10 @@ use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 
 use super::downtrack::{DownTrack, Writer, read_rtcp};
-use super::up::{UpCtl, UpStream, UpTrack};
+use super::up::{UpCtl, UpStream};
 use super::{
-    DownStreamStats, EventSink, MediaError, MediaEvent, Shared, StreamId, TrackInfo,
-    candidate_event, lock, parse_candidate,
+    DownStreamStats, EventSink, MediaError, MediaEvent, Notify, Shared, StreamId, TrackInfo,
+    candidate_event, gathered_sdp, lock, parse_candidate,
 };
 
 /// A subscriber's connection: one PeerConnection, one track per selected
@@ -30,6 +30,8 @@ use super::{
 pub struct DownStream {
     id: StreamId,
     up_id: StreamId,
+    /// The up stream, to fill empty slots from when its tracks change.
+    up: Weak<UpStream>,
     /// Taken (and closed) by `close`, so a closed stream holds nothing.
     pc: Mutex<Option<Arc<RTCPeerConnection>>>,
     shared: Arc<Shared>,
@@ -39,6 +41,8 @@ pub struct DownStream {
     /// Remote candidates waiting for the answer; `None` once it is set.
     pending: tokio::sync::Mutex<Option<Vec<RTCIceCandidateInit>>>,
     connected: AtomicBool,
+    /// Set while forwarding is suspended (a block between the two users).
+    paused: AtomicBool,
     closed: AtomicBool,
     cancel: CancellationToken,
     negotiation: tokio::sync::Mutex<()>,
@@ -49,23 +53,21 @@ pub(super) async fn subscribe(
     id: StreamId,
     pc: Arc<RTCPeerConnection>,
     up: &Arc<UpStream>,
-    up_tracks: Vec<Arc<UpTrack>>,
+    tracks: Vec<Arc<DownTrack>>,
     events: EventSink,
+    paused: bool,
 ) -> Result<(Arc<DownStream>, String), MediaError> {
-    let tracks = up_tracks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| Arc::new(DownTrack::new(shared.next_id().0, i, t)))
-        .collect();
     let down = Arc::new(DownStream {
         id,
         up_id: up.id(),
+        up: Arc::downgrade(up),
         pc: Mutex::new(Some(pc.clone())),
         shared: shared.clone(),
         events: Mutex::new(Some(events)),
         tracks,
         pending: tokio::sync::Mutex::new(Some(vec![])),
         connected: AtomicBool::new(false),
+        paused: AtomicBool::new(paused),
         closed: AtomicBool::new(false),
         cancel: CancellationToken::new(),
         negotiation: tokio::sync::Mutex::new(()),
@@ -157,8 +159,8 @@ impl DownStream {
             {
                 // Start forwarding only now: packets sent before the
                 // connection is up would be lost.
-                for t in &self.tracks {
-                    t.send_up(UpCtl::AddDown(t.clone()));
+                if !self.paused.load(Ordering::Relaxed) {
+                    self.attach_all();
                 }
                 self.emit(MediaEvent::Connected);
             }
@@ -190,7 +192,7 @@ impl DownStream {
             let (Some(queue), Some(ctl)) = (queue, ctl) else {
                 return Err(MediaError::Internal("down track started twice".to_owned()));
             };
-            let writer = Writer::new(t.clone(), pc.clone(), self.shared.clock);
+            let writer = Writer::new(t.clone(), pc.clone(), self.shared.clock, self.notifier());
             let span = tracing::debug_span!("down_track", stream = %self.id, track = %t.track_id);
             self.shared.spawn(
                 writer
@@ -205,6 +207,77 @@ impl DownStream {
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer).await?;
         local_sdp(pc).await
+    }
+
+    fn notifier(self: &Arc<Self>) -> Notify {
+        let weak = Arc::downgrade(self);
+        Arc::new(move |event| {
+            if let Some(down) = weak.upgrade() {
+                down.emit(event);
+            }
+        })
+    }
+
+    /// Connects every track to its up track's reader.
+    fn attach_all(&self) {
+        for t in &self.tracks {
+            t.send_up(UpCtl::AddDown(t.clone()));
+        }
+    }
+
+    /// Fills empty slots with the up stream's tracks of their kind (the publisher added
+    /// audio or video since). Returns whether a slot was filled; the new media flows at
+    /// once if the connection is up, and a new offer (see [`renegotiate`](Self::renegotiate))
+    /// lets the subscriber know.
+    pub fn refresh(&self) -> bool {
+        let Some(up) = self.up.upgrade() else {
+            return false;
+        };
+        let sources = up.tracks_arc();
+        let mut filled = false;
+        for t in &self.tracks {
+            let Some(source) = sources.iter().find(|s| s.kind == t.kind) else {
+                continue;
+            };
+            if t.fill(source) {
+                filled = true;
+                if self.connected.load(Ordering::Relaxed) && !self.paused.load(Ordering::Relaxed) {
+                    t.send_up(UpCtl::AddDown(t.clone()));
+                }
+            }
+        }
+        filled
+    }
+
+    /// Suspends forwarding (`true`) or resumes it, starting again from a keyframe.
+    pub fn set_paused(&self, paused: bool) {
+        if self.paused.swap(paused, Ordering::Relaxed) == paused {
+            return;
+        }
+        if paused {
+            for t in &self.tracks {
+                t.send_up(UpCtl::RemoveDown(t.id));
+            }
+        } else if self.connected.load(Ordering::Relaxed) && !self.is_closed() {
+            self.attach_all();
+        }
+    }
+
+    /// A new offer on the same connection (same ICE and DTLS); give the answer to
+    /// [`set_answer`](Self::set_answer).
+    pub async fn renegotiate(&self) -> Result<String, MediaError> {
+        let _serialised = self.negotiation.lock().await;
+        let pc = self.pc()?;
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer).await?;
+        local_sdp(&pc).await
+    }
+
+    /// Our current offer with every local candidate in it, once they are gathered, for
+    /// peers that do not take trickled candidates (Janus clients).
+    pub async fn gathered_sdp(&self) -> Result<String, MediaError> {
+        let pc = self.pc()?;
+        gathered_sdp(&pc).await
     }
 
     /// Apply the subscriber's answer, then the candidates that came early.

@@ -37,7 +37,9 @@ use super::rate::{
 };
 use super::rtcp::{NtpClock, rtt_from_report};
 use super::up::{UpCtl, UpTrack};
-use super::{DownTrackStats, rtp_codec_type};
+use super::{
+    DownTrackStats, MediaEvent, Notify, SLOW_LINK_INTERVAL, SLOW_LINK_LOSSES, lock, rtp_codec_type,
+};
 
 /// Packets queued per down track before dropping (Galène's writers hold 32;
 /// ours is per track, and a keyframe alone can be 30 packets).
@@ -69,7 +71,8 @@ pub(crate) struct DownTrack {
     stream_label: String,
     pub kind: MediaKind,
     pub codec: Codec,
-    up: Weak<UpTrack>,
+    /// The up track this one forwards; empty for a slot not filled yet.
+    up: Mutex<Weak<UpTrack>>,
     binding: ArcSwapOption<Binding>,
     pub queue: mpsc::Sender<DownItem>,
     pub(super) queue_rx: Mutex<Option<mpsc::Receiver<DownItem>>>,
@@ -179,9 +182,23 @@ impl DownRate {
 
 impl DownTrack {
     pub(super) fn new(id: u64, index: usize, up: &Arc<UpTrack>) -> Self {
+        let track = DownTrack::slot(id, index, up.kind, up.codec, up.stream_label.clone());
+        *lock(&track.up) = Arc::downgrade(up);
+        track
+    }
+
+    /// A track with no source yet, to be filled by [`fill`](Self::fill): its m-line is
+    /// offered at once, so that a subscriber's connection is shaped before the publisher
+    /// sends anything.
+    pub(super) fn slot(
+        id: u64,
+        index: usize,
+        kind: MediaKind,
+        codec: Codec,
+        stream_label: String,
+    ) -> Self {
         let (queue, queue_rx) = mpsc::channel(QUEUE);
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
-        let kind = up.kind;
         DownTrack {
             id,
             track_id: format!(
@@ -192,10 +209,10 @@ impl DownTrack {
                     "video"
                 }
             ),
-            stream_label: up.stream_label.clone(),
+            stream_label,
             kind,
-            codec: up.codec,
-            up: Arc::downgrade(up),
+            codec,
+            up: Mutex::new(Weak::new()),
             binding: ArcSwapOption::empty(),
             queue,
             queue_rx: Mutex::new(Some(queue_rx)),
@@ -206,9 +223,26 @@ impl DownTrack {
     }
 
     pub(super) fn send_up(&self, ctl: UpCtl) {
-        if let Some(up) = self.up.upgrade() {
+        if let Some(up) = self.source() {
             up.send(ctl);
         }
+    }
+
+    fn source(&self) -> Option<Arc<UpTrack>> {
+        lock(&self.up).upgrade()
+    }
+
+    /// Gives an empty slot its source; false if the codec differs or the slot is taken.
+    /// A slot is filled once: its sequence numbers and timestamps follow one source, so
+    /// a slot whose source went away after sending stays empty.
+    pub(super) fn fill(&self, up: &Arc<UpTrack>) -> bool {
+        let mut source = lock(&self.up);
+        let used = source.strong_count() > 0 || self.rate.packets.load(Ordering::Relaxed) > 0;
+        if used || up.kind != self.kind || up.codec != self.codec {
+            return false;
+        }
+        *source = Arc::downgrade(up);
+        true
     }
 }
 
@@ -316,6 +350,10 @@ pub(super) struct Writer {
     track: Arc<DownTrack>,
     pc: Arc<RTCPeerConnection>,
     clock: NtpClock,
+    notify: Notify,
+    /// NACKed packets counted at the last slow-link check, and when.
+    nacks_checked: (u64, Instant),
+    last_slow_link: Option<Instant>,
     binding: Option<Arc<Binding>>,
     rewriter: Rewriter,
     rate: RateEstimator,
@@ -327,11 +365,19 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(track: Arc<DownTrack>, pc: Arc<RTCPeerConnection>, clock: NtpClock) -> Self {
+    pub(super) fn new(
+        track: Arc<DownTrack>,
+        pc: Arc<RTCPeerConnection>,
+        clock: NtpClock,
+        notify: Notify,
+    ) -> Self {
         Writer {
             track,
             pc,
             clock,
+            notify,
+            nacks_checked: (0, Instant::now()),
+            last_slow_link: None,
             binding: None,
             rewriter: Rewriter::new(rand::random(), rand::random()),
             rate: RateEstimator::new(Duration::from_secs(1)),
@@ -402,6 +448,29 @@ impl Writer {
         }
     }
 
+    /// Reports a slow link when the subscriber NACKed many packets in the last second.
+    fn check_slow_link(&mut self, now: Instant) {
+        let (checked, at) = self.nacks_checked;
+        if now.saturating_duration_since(at) < Duration::from_secs(1) {
+            return;
+        }
+        let nacks = self.track.rate.nacks.load(Ordering::Relaxed);
+        self.nacks_checked = (nacks, now);
+        let lost = u32::try_from(nacks.saturating_sub(checked)).unwrap_or(u32::MAX);
+        if lost >= SLOW_LINK_LOSSES
+            && self
+                .last_slow_link
+                .is_none_or(|t| now.saturating_duration_since(t) >= SLOW_LINK_INTERVAL)
+        {
+            self.last_slow_link = Some(now);
+            (self.notify)(MediaEvent::SlowLink {
+                kind: self.track.kind,
+                uplink: false,
+                lost,
+            });
+        }
+    }
+
     /// A sender report, with the RTP time extrapolated from the
     /// publisher's SR (or our last packet), so subscribers can compute RTT
     /// and synchronise audio and video.
@@ -414,11 +483,12 @@ impl Writer {
             .store(u64::from(self.packets), Ordering::Relaxed);
         rate.retransmitted
             .store(self.retransmitted, Ordering::Relaxed);
+        self.check_slow_link(now);
         let (Some(binding), Some(last)) = (&self.binding, self.last) else {
             return;
         };
         let clock_rate = f64::from(self.track.codec.clock_rate());
-        let sender = self.track.up.upgrade().and_then(|u| u.sender_info());
+        let sender = self.track.source().and_then(|u| u.sender_info());
         let (base_rtp, base_at) = match sender {
             Some(sr) => (sr.rtp, sr.at),
             None => last,

@@ -169,10 +169,81 @@ pub enum MediaEvent {
     Failed,
     /// The stream is closed and its resources released. Sent once.
     Closed,
+    /// A message arrived on one of the publisher's data channels.
+    Data {
+        label: Arc<str>,
+        payload: DataPayload,
+    },
+    /// Media of this kind started arriving from the publisher, or stopped for a second.
+    Receiving {
+        kind: MediaKind,
+        receiving: bool,
+    },
+    /// Many packets were lost in the last second: from the publisher (`uplink`), or
+    /// reported lost by the subscriber.
+    SlowLink {
+        kind: MediaKind,
+        uplink: bool,
+        lost: u32,
+    },
+}
+
+/// A data channel message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataPayload {
+    Text(Arc<str>),
+    Binary(bytes::Bytes),
+}
+
+impl DataPayload {
+    pub fn len(&self) -> usize {
+        match self {
+            DataPayload::Text(text) => text.len(),
+            DataPayload::Binary(bytes) => bytes.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Receives a stream's events; called from media tasks, so it must not block.
 pub type EventSink = Arc<dyn Fn(MediaEvent) + Send + Sync>;
+
+/// How a stream's tasks report events: through the stream, so nothing follows `Closed`.
+pub(crate) type Notify = Arc<dyn Fn(MediaEvent) + Send + Sync>;
+
+/// Packets lost within a second that make a slow link worth reporting (Janus's `slowlink`).
+const SLOW_LINK_LOSSES: u32 = 10;
+/// At most one slow-link report per track in this time.
+const SLOW_LINK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long we wait for our own ICE candidates before answering without the missing ones.
+const GATHERING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The local description once candidate gathering is complete (or has taken too long).
+async fn gathered_sdp(pc: &RTCPeerConnection) -> Result<String, MediaError> {
+    let mut complete = pc.gathering_complete_promise().await;
+    let _ = tokio::time::timeout(GATHERING_TIMEOUT, complete.recv()).await;
+    Ok(pc
+        .local_description()
+        .await
+        .ok_or_else(|| MediaError::Internal("no local description".to_owned()))?
+        .sdp)
+}
+
+/// How a subscriber's connection is shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// The selected tracks the publisher has now (Galène: one connection per stream,
+    /// made again when the stream changes).
+    Selected,
+    /// One m-line for each selected kind the stream may carry, whether or not the
+    /// publisher sends it yet; filled as the publisher adds tracks (Janus: a
+    /// subscriber keeps one connection per publisher).
+    Slots,
+}
 
 /// Which tracks of an up stream a subscriber gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,10 +518,34 @@ impl Media {
         selection: TrackSelection,
         events: EventSink,
     ) -> Result<(Arc<DownStream>, String), MediaError> {
-        let tracks = up.select(selection)?;
-        let pc = self.new_peer_connection(up.codecs()).await?;
+        self.subscribe_with(up, selection, Layout::Selected, false, events)
+            .await
+    }
+
+    /// [`subscribe`](Self::subscribe) carrying the selected tracks (with
+    /// [`Layout::Selected`]) or one m-line per selected kind (with [`Layout::Slots`]).
+    /// With `paused`, nothing is forwarded until [`DownStream::set_paused`] says so.
+    pub async fn subscribe_with(
+        self: &Arc<Self>,
+        up: &Arc<UpStream>,
+        selection: TrackSelection,
+        layout: Layout,
+        paused: bool,
+        events: EventSink,
+    ) -> Result<(Arc<DownStream>, String), MediaError> {
+        let codecs = up.codecs();
+        let tracks = match layout {
+            Layout::Selected => up
+                .select(selection)?
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Arc::new(downtrack::DownTrack::new(self.shared.next_id().0, i, t)))
+                .collect(),
+            Layout::Slots => up.slots(selection, &codecs, || self.shared.next_id().0)?,
+        };
+        let pc = self.new_peer_connection(&codecs).await?;
         let id = self.shared.next_id();
-        down::subscribe(self.shared.clone(), id, pc, up, tracks, events).await
+        down::subscribe(self.shared.clone(), id, pc, up, tracks, events, paused).await
     }
 
     pub fn stats(&self) -> MediaStats {
@@ -539,6 +634,15 @@ fn codec_parameters(codec: Codec) -> RTCRtpCodecParameters {
         payload_type: codec.payload_type(),
         ..Default::default()
     }
+}
+
+/// Checks that a session description parses, before it is handed to a connection (some
+/// protocols answer a malformed one at once, with an error of their own).
+pub fn check_sdp(sdp: &str) -> Result<(), String> {
+    let mut reader = std::io::Cursor::new(sdp.as_bytes());
+    webrtc::sdp::SessionDescription::unmarshal(&mut reader)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Parse a remote candidate; `Ok(None)` is the end-of-candidates marker.

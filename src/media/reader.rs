@@ -30,7 +30,7 @@ use super::rtcp::{
     KEYFRAME_INTERVAL, KeyframeLimiter, NACK_AGGREGATION_DELAY, NackAggregator, ReceiverStats,
     ntp_middle,
 };
-use super::{Shared, UpTrackStats, lock};
+use super::{MediaEvent, Notify, SLOW_LINK_INTERVAL, SLOW_LINK_LOSSES, Shared, UpTrackStats, lock};
 
 use super::downtrack::{DownItem, DownTrack};
 use super::up::{UpCtl, UpTrack};
@@ -93,10 +93,18 @@ impl Overflow {
     }
 }
 
+/// Silence after which the publisher is reported as not sending this track.
+const RECEIVING_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The reader task of one up track: the only owner of its per-packet state.
 pub(super) struct Reader {
     track: Arc<UpTrack>,
     shared: Arc<Shared>,
+    notify: Notify,
+    /// When the last packet came, and whether "receiving" was reported since.
+    last_packet: Option<Instant>,
+    receiving: bool,
+    last_slow_link: Option<Instant>,
     video: bool,
     payload_type: u8,
     media_ssrc: u32,
@@ -147,10 +155,15 @@ impl Reader {
         media_ssrc: u32,
         rtcp_ssrc: u32,
         shared: Arc<Shared>,
+        notify: Notify,
     ) -> Self {
         let video = track.kind == MediaKind::Video;
         shared.cache_created();
         Reader {
+            notify,
+            last_packet: None,
+            receiving: false,
+            last_slow_link: None,
             video,
             payload_type,
             media_ssrc,
@@ -262,6 +275,14 @@ impl Reader {
         self.receiver_stats.on_packet(p.seq);
         self.rate.accumulate(len, now);
         self.packets += 1;
+        self.last_packet = Some(now);
+        if !self.receiving {
+            self.receiving = true;
+            (self.notify)(MediaEvent::Receiving {
+                kind: self.track.kind,
+                receiving: true,
+            });
+        }
         if keyframe {
             self.keyframe_count += 1;
             self.keyframes.keyframe_received();
@@ -377,10 +398,34 @@ impl Reader {
     fn tick(&mut self, now: Instant) {
         let (bitrate, packet_rate) = self.rate.estimate(now);
         self.packet_rate = packet_rate;
+        if self.receiving
+            && self
+                .last_packet
+                .is_none_or(|at| now.saturating_duration_since(at) >= RECEIVING_TIMEOUT)
+        {
+            self.receiving = false;
+            (self.notify)(MediaEvent::Receiving {
+                kind: self.track.kind,
+                receiving: false,
+            });
+        }
         if self.packets > 0 {
             let r = self.receiver_stats.report();
             self.last_loss = f64::from(r.fraction_lost) / 256.0;
+            let lost = r.total_lost.saturating_sub(self.total_lost);
             self.total_lost = r.total_lost;
+            if lost >= SLOW_LINK_LOSSES
+                && self
+                    .last_slow_link
+                    .is_none_or(|at| now.saturating_duration_since(at) >= SLOW_LINK_INTERVAL)
+            {
+                self.last_slow_link = Some(now);
+                (self.notify)(MediaEvent::SlowLink {
+                    kind: self.track.kind,
+                    uplink: true,
+                    lost,
+                });
+            }
             let (lsr, dlsr) = match self.track.sender_info() {
                 Some(sr) => {
                     let held = now.saturating_duration_since(sr.at);

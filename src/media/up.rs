@@ -6,6 +6,7 @@
 //! RTCP handlers reach it through [`UpCtl`] messages. Once a second, one REMB
 //! for the whole connection goes to the publisher.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -13,6 +14,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use webrtc::data_channel::RTCDataChannel;
+use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
+use webrtc::data_channel::data_channel_message::DataChannelMessage;
+use webrtc::data_channel::data_channel_state::RTCDataChannelState;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
@@ -20,6 +25,8 @@ use webrtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::Receive
 use webrtc::rtcp::sender_report::SenderReport;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_receiver::RTCRtpReceiver;
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::sctp_transport::sctp_transport_state::RTCSctpTransportState;
 use webrtc::track::track_remote::TrackRemote;
 
 use super::codecs::{Codec, MediaKind};
@@ -28,9 +35,15 @@ use super::downtrack::{DownRate, DownTrack};
 use super::rate::publisher_limit;
 use super::reader::Reader;
 use super::{
-    EventSink, MediaError, MediaEvent, Shared, StreamId, TrackInfo, TrackSelection, UpStreamStats,
-    UpTrackStats, VideoSelection, candidate_event, lock, parse_candidate, strip_simulcast,
+    DataPayload, EventSink, MediaError, MediaEvent, Notify, Shared, StreamId, TrackInfo,
+    TrackSelection, UpStreamStats, UpTrackStats, VideoSelection, candidate_event, gathered_sdp,
+    lock, parse_candidate, strip_simulcast,
 };
+
+/// Data channels a publisher may open on one connection (Janus clients open two).
+const MAX_DATA_CHANNELS: usize = 16;
+/// Bytes a data channel may hold unsent before further messages to it are dropped.
+const MAX_DATA_BUFFERED: usize = 1 << 20;
 
 /// A publisher's stream: one PeerConnection, one track per m-line.
 pub struct UpStream {
@@ -40,9 +53,12 @@ pub struct UpStream {
     shared: Arc<Shared>,
     /// Dropped after `Closed`, which breaks any cycle through the sink.
     events: Mutex<Option<EventSink>>,
-    codecs: Vec<Codec>,
+    /// The codecs an m-line may use (the connection's engine may know more).
+    codecs: Mutex<Vec<Codec>>,
     tracks: Mutex<Vec<Arc<UpTrack>>>,
     downs: Mutex<Vec<Weak<DownStream>>>,
+    /// The publisher's open data channels, by label.
+    channels: Mutex<HashMap<Arc<str>, Arc<RTCDataChannel>>>,
     connected: AtomicBool,
     closed: AtomicBool,
     cancel: CancellationToken,
@@ -152,9 +168,10 @@ pub(super) async fn publish(
         pc: Mutex::new(Some(pc.clone())),
         shared: shared.clone(),
         events: Mutex::new(Some(events)),
-        codecs,
+        codecs: Mutex::new(codecs),
         tracks: Mutex::new(vec![]),
         downs: Mutex::new(vec![]),
+        channels: Mutex::new(HashMap::new()),
         connected: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         cancel: CancellationToken::new(),
@@ -182,13 +199,49 @@ impl UpStream {
         self.id
     }
 
-    pub(crate) fn codecs(&self) -> &[Codec] {
-        &self.codecs
+    /// The codecs a subscriber's connection needs: those allowed, and any a track was
+    /// negotiated with before a restriction.
+    pub(crate) fn codecs(&self) -> Vec<Codec> {
+        let mut codecs = lock(&self.codecs).clone();
+        for track in lock(&self.tracks).iter() {
+            if !codecs.contains(&track.codec) {
+                codecs.push(track.codec);
+            }
+        }
+        codecs
+    }
+
+    /// Narrows the codecs later negotiations may use to those also in `allowed` (a
+    /// stream negotiated before its publisher joined a group takes on the group's
+    /// rules). Fails, changing nothing, if a track already uses a codec not allowed.
+    pub fn restrict_codecs(&self, allowed: &[Codec]) -> Result<(), MediaError> {
+        if let Some(track) = lock(&self.tracks)
+            .iter()
+            .find(|t| !allowed.contains(&t.codec))
+        {
+            let names: Vec<&str> = allowed.iter().map(|c| c.name()).collect();
+            return Err(MediaError::NoCommonCodec(format!(
+                "{}; the stream uses {}",
+                names.join(", "),
+                track.codec.name()
+            )));
+        }
+        lock(&self.codecs).retain(|c| allowed.contains(c));
+        Ok(())
     }
 
     /// The negotiated tracks, in m-line order.
     pub fn tracks(&self) -> Vec<TrackInfo> {
         lock(&self.tracks).iter().map(|t| t.info()).collect()
+    }
+
+    pub(crate) fn tracks_arc(&self) -> Vec<Arc<UpTrack>> {
+        lock(&self.tracks).clone()
+    }
+
+    /// The CNAME subscribers see for this stream.
+    pub(crate) fn stream_label(&self) -> String {
+        format!("cinnabar-{}", self.id)
     }
 
     pub fn is_connected(&self) -> bool {
@@ -229,6 +282,51 @@ impl UpStream {
             return Err(MediaError::NothingToSend);
         }
         Ok(chosen)
+    }
+
+    /// One down track per selected kind: fed by the publisher's track of that kind if it
+    /// has one, else an empty slot with the first allowed codec of that kind.
+    pub(crate) fn slots(
+        &self,
+        selection: TrackSelection,
+        codecs: &[Codec],
+        mut next_id: impl FnMut() -> u64,
+    ) -> Result<Vec<Arc<DownTrack>>, MediaError> {
+        if self.is_closed() {
+            return Err(MediaError::Closed);
+        }
+        let tracks = lock(&self.tracks).clone();
+        let mut kinds = vec![];
+        if selection.audio {
+            kinds.push((
+                MediaKind::Audio,
+                tracks.iter().find(|t| t.kind == MediaKind::Audio),
+            ));
+        }
+        let mut video = tracks.iter().filter(|t| t.kind == MediaKind::Video);
+        match selection.video {
+            VideoSelection::None => {}
+            VideoSelection::High => kinds.push((MediaKind::Video, video.next())),
+            VideoSelection::Low => kinds.push((MediaKind::Video, video.next_back())),
+        }
+        let mut slots = vec![];
+        for (kind, source) in kinds {
+            let index = slots.len();
+            let track = match source {
+                Some(up) => DownTrack::new(next_id(), index, up),
+                None => match codecs.iter().find(|c| c.kind() == kind) {
+                    Some(&codec) => {
+                        DownTrack::slot(next_id(), index, kind, codec, self.stream_label())
+                    }
+                    None => continue,
+                },
+            };
+            slots.push(Arc::new(track));
+        }
+        if slots.is_empty() {
+            return Err(MediaError::NothingToSend);
+        }
+        Ok(slots)
     }
 
     pub(crate) fn add_down(&self, down: &Arc<DownStream>) {
@@ -273,6 +371,125 @@ impl UpStream {
             }
             Box::pin(async {})
         }));
+        let weak = Arc::downgrade(self);
+        pc.on_data_channel(Box::new(move |channel| {
+            if let Some(up) = weak.upgrade() {
+                up.on_data_channel(channel);
+            }
+            Box::pin(async {})
+        }));
+    }
+
+    /// A notifier for this stream's tasks: events stop once the stream is gone.
+    fn notifier(self: &Arc<Self>) -> Notify {
+        let weak = Arc::downgrade(self);
+        Arc::new(move |event| {
+            if let Some(up) = weak.upgrade() {
+                up.emit(event);
+            }
+        })
+    }
+
+    /// Registers a data channel the publisher opened and reports its messages.
+    fn on_data_channel(self: &Arc<Self>, channel: Arc<RTCDataChannel>) {
+        if self.is_closed() {
+            return;
+        }
+        let label: Arc<str> = channel.label().into();
+        {
+            let mut channels = lock(&self.channels);
+            if channels.len() >= MAX_DATA_CHANNELS && !channels.contains_key(&label) {
+                tracing::debug!(stream = %self.id, %label, "too many data channels; ignored");
+                return;
+            }
+            channels.insert(label.clone(), channel.clone());
+        }
+        self.watch_channel(&channel, label);
+    }
+
+    fn watch_channel(self: &Arc<Self>, channel: &Arc<RTCDataChannel>, label: Arc<str>) {
+        let notify = self.notifier();
+        let message_label = label.clone();
+        channel.on_message(Box::new(move |message: DataChannelMessage| {
+            let payload = if message.is_string {
+                match std::str::from_utf8(&message.data) {
+                    Ok(text) => DataPayload::Text(text.into()),
+                    Err(_) => return Box::pin(async {}),
+                }
+            } else {
+                DataPayload::Binary(message.data)
+            };
+            notify(MediaEvent::Data {
+                label: message_label.clone(),
+                payload,
+            });
+            Box::pin(async {})
+        }));
+        let weak = Arc::downgrade(self);
+        let closed = Arc::downgrade(channel);
+        channel.on_close(Box::new(move || {
+            if let Some(up) = weak.upgrade() {
+                let mut channels = lock(&up.channels);
+                // Only if a newer channel of the same label did not replace it.
+                if channels
+                    .get(&label)
+                    .is_some_and(|c| Weak::ptr_eq(&Arc::downgrade(c), &closed))
+                {
+                    channels.remove(&label);
+                }
+            }
+            Box::pin(async {})
+        }));
+    }
+
+    /// Sends a message to the publisher on its data channel `label`, opening one if it has
+    /// none (ordered and reliable, except `unreliable`, which is neither, as Janus clients
+    /// use it). Messages are dropped, not queued without bound, when the channel is not
+    /// open, the connection has no data channels, or the publisher does not read.
+    pub async fn send_data(
+        self: &Arc<Self>,
+        label: &str,
+        payload: &DataPayload,
+    ) -> Result<(), MediaError> {
+        let pc = self.pc()?;
+        let existing = lock(&self.channels).get(label).cloned();
+        let channel = match existing {
+            Some(channel) => channel,
+            None => {
+                if pc.sctp().state() != RTCSctpTransportState::Connected {
+                    return Err(MediaError::Negotiation(
+                        "the connection has no data channels".to_owned(),
+                    ));
+                }
+                if lock(&self.channels).len() >= MAX_DATA_CHANNELS {
+                    return Err(MediaError::Negotiation("too many data channels".to_owned()));
+                }
+                let init = if label == "unreliable" {
+                    RTCDataChannelInit {
+                        ordered: Some(false),
+                        max_retransmits: Some(0),
+                        ..Default::default()
+                    }
+                } else {
+                    RTCDataChannelInit::default()
+                };
+                let channel = pc.create_data_channel(label, Some(init)).await?;
+                let label: Arc<str> = label.into();
+                lock(&self.channels).insert(label.clone(), channel.clone());
+                self.watch_channel(&channel, label);
+                channel
+            }
+        };
+        if channel.ready_state() != RTCDataChannelState::Open
+            || channel.buffered_amount().await > MAX_DATA_BUFFERED
+        {
+            return Ok(());
+        }
+        let sent = match payload {
+            DataPayload::Text(text) => channel.send_text(text.to_string()).await,
+            DataPayload::Binary(bytes) => channel.send(bytes).await,
+        };
+        sent.map(|_| ()).map_err(MediaError::from)
     }
 
     fn on_state(self: &Arc<Self>, state: RTCPeerConnectionState) {
@@ -328,6 +545,7 @@ impl UpStream {
             remote.ssrc(),
             self.rtcp_ssrc,
             self.shared.clone(),
+            self.notifier(),
         );
         let span = tracing::debug_span!("up_track", stream = %self.id, mid = %track.mid);
         self.shared.spawn(
@@ -343,11 +561,13 @@ impl UpStream {
     async fn negotiate(&self, offer: &str) -> Result<String, MediaError> {
         let _serialised = self.negotiation.lock().await;
         let pc = self.pc()?;
+        let offer_text = offer;
         let offer = RTCSessionDescription::offer(strip_simulcast(offer))
             .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
         pc.set_remote_description(offer)
             .await
             .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let allowed = lock(&self.codecs).clone();
         let mut chosen = vec![];
         for t in pc.get_transceivers().await {
             let kind = match t.kind() {
@@ -362,16 +582,25 @@ impl UpStream {
             let params = t.receiver().await.get_parameters().await;
             let pick = params.codecs.iter().find_map(|p| {
                 Codec::from_mime(&p.capability.mime_type)
-                    .filter(|c| c.kind() == kind && self.codecs.contains(c))
+                    .filter(|c| c.kind() == kind && allowed.contains(c))
                     .map(|c| (c, p.clone()))
             });
-            if let Some((codec, params)) = pick {
-                t.set_codec_preferences(vec![params]).await?;
-                chosen.push((mid.to_string(), kind, codec));
+            match pick {
+                Some((codec, params)) => {
+                    t.set_codec_preferences(vec![params]).await?;
+                    chosen.push((mid.to_string(), kind, codec));
+                }
+                // The engine knows the codec but this stream may not use it (it was
+                // restricted after it was created): the publisher must not send.
+                None if !params.codecs.is_empty() => {
+                    t.set_direction(RTCRtpTransceiverDirection::Inactive).await;
+                }
+                None => {}
             }
         }
-        if chosen.is_empty() {
-            let names: Vec<&str> = self.codecs.iter().map(|c| c.name()).collect();
+        // An offer with only data channels is fine (Janus clients start that way).
+        if chosen.is_empty() && !has_data_section(offer_text) {
+            let names: Vec<&str> = allowed.iter().map(|c| c.name()).collect();
             return Err(MediaError::NoCommonCodec(names.join(", ")));
         }
         let answer = pc
@@ -387,7 +616,7 @@ impl UpStream {
             .ok_or_else(|| MediaError::Internal("no local description".to_owned()))?
             .sdp;
         let mut tracks = lock(&self.tracks);
-        let label = format!("cinnabar-{}", self.id);
+        let label = self.stream_label();
         let updated: Vec<Arc<UpTrack>> = chosen
             .into_iter()
             .map(|(mid, kind, codec)| {
@@ -404,6 +633,13 @@ impl UpStream {
     /// Apply a new offer from the publisher (new tracks, ICE restart).
     pub async fn renegotiate(&self, offer_sdp: &str) -> Result<String, MediaError> {
         self.negotiate(offer_sdp).await
+    }
+
+    /// Our current description with every local candidate in it, once they are gathered,
+    /// for peers that do not take trickled candidates (Janus clients).
+    pub async fn gathered_sdp(&self) -> Result<String, MediaError> {
+        let pc = self.pc()?;
+        gathered_sdp(&pc).await
     }
 
     pub async fn add_remote_candidate(
@@ -442,6 +678,7 @@ impl UpStream {
         }
         // Queued requests may hold down tracks: drop them with the tracks.
         lock(&self.tracks).clear();
+        lock(&self.channels).clear();
         lock(&self.shared.ups).remove(&self.id);
         tracing::debug!(stream = %self.id, "up stream closed");
         let mut events = lock(&self.events);
@@ -524,4 +761,9 @@ async fn rtcp_sender(up: Weak<UpStream>, pc: Arc<RTCPeerConnection>, cancel: Can
         };
         let _ = pc.write_rtcp(&[Box::new(remb)]).await;
     }
+}
+
+/// Whether an SDP has an `m=application` section (data channels).
+fn has_data_section(sdp: &str) -> bool {
+    sdp.lines().any(|l| l.starts_with("m=application "))
 }

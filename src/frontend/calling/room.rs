@@ -196,8 +196,11 @@ impl Room {
             | Event::UserMessage(_)
             | Event::StreamAdded(_)
             | Event::StreamRemoved { .. }
+            | Event::StreamChanged(_)
             | Event::Media { .. }
-            | Event::UpAborted { .. } => Change::Nothing,
+            | Event::UpAborted { .. }
+            | Event::Data { .. }
+            | Event::Blocked { .. } => Change::Nothing,
         }
     }
 }

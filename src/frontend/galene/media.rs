@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::message::Message;
 use super::{End, Session};
 use crate::group::{
-    Direction, MediaEvent, StreamError, StreamInfo, TrackSelection, VideoSelection,
+    Direction, Layout, MediaEvent, StreamError, StreamInfo, TrackSelection, VideoSelection,
 };
 
 /// Labels to the list of tracks wanted (`audio`, `video`, `video-low`).
@@ -310,7 +310,11 @@ impl Session {
         let Some(joined) = self.joined.as_ref() else {
             return Ok(());
         };
-        match joined.membership.subscribe(&info.id, selection).await {
+        match joined
+            .membership
+            .subscribe(&info.id, selection, Layout::Selected)
+            .await
+        {
             Ok(Some(offer)) => {
                 if let Some(joined) = self.joined.as_mut() {
                     joined.streams.downs.insert(
@@ -343,6 +347,13 @@ impl Session {
     }
 
     pub(super) async fn on_stream_added(&mut self, info: &StreamInfo) -> Result<(), End> {
+        self.push_stream(info).await
+    }
+
+    /// A stream we may receive gained or lost tracks: a subscription is made again, as a
+    /// new connection, so that it carries what the client asked for.
+    pub(super) async fn on_stream_changed(&mut self, info: &StreamInfo) -> Result<(), End> {
+        self.end_down(&info.id).await?;
         self.push_stream(info).await
     }
 
@@ -414,6 +425,13 @@ impl Session {
                 .await
             }
             (Direction::Down, MediaEvent::Closed) => self.end_down(&id).await,
+            // Galène's protocol has no words for data channels or link quality.
+            (
+                _,
+                MediaEvent::Data { .. }
+                | MediaEvent::Receiving { .. }
+                | MediaEvent::SlowLink { .. },
+            ) => Ok(()),
         }
     }
 }

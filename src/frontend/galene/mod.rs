@@ -497,6 +497,7 @@ impl Session {
             Event::Disconnect { reason } => Err(End::Close(1008, reason)),
             Event::StreamAdded(info) => self.on_stream_added(&info).await,
             Event::StreamRemoved { id } => self.on_stream_removed(&id).await,
+            Event::StreamChanged(info) => self.on_stream_changed(&info).await,
             Event::Media {
                 id,
                 direction,
@@ -504,8 +505,9 @@ impl Session {
                 event,
             } => self.on_media_event(id, direction, serial, event).await,
             Event::UpAborted { id, reason } => self.on_up_aborted(&id, &reason).await,
-            // Direct signalling between peers of other frontends: nothing for a Galène client.
-            Event::Signal { .. } => Ok(()),
+            // Direct signalling between peers of other frontends, their data messages and
+            // blocks: nothing for a Galène client.
+            Event::Signal { .. } | Event::Data { .. } | Event::Blocked { .. } => Ok(()),
         }
     }
 

@@ -1,0 +1,298 @@
+//! janus.plugin.sfu on `/janus` (shared/protocols/janus-sfu.md), behind the Janus core
+//! protocol that its clients (minijanus, naf-janus-adapter, janus.js) speak: over a
+//! WebSocket with the subprotocol `janus-protocol`, or over HTTP with long polls.
+//!
+//! A Janus *session* is an actor task (`session`) that owns its *handles*. A handle that
+//! joins a room joins the group of that name as a user (a core client whose id is the
+//! Janus `user_id`); every handle of the session that joins the same room as the same
+//! user shares it. Unlike the GStreamer and calling frontends, media goes through our
+//! SFU: a handle's offer publishes a stream in the group (label `camera`), seen by the
+//! clients of every protocol, and a handle that subscribes to a user receives that
+//! user's main stream, whatever protocol the user came through (`users`). Data channel
+//! messages and `data` messages are relayed through the core.
+//!
+//! ```text
+//!  WebSocket task ──┐                        ┌── core events of each user (one queue per user)
+//!  HTTP POST ───────┼─▶ Request ─▶ Session ◀─┤
+//!  HTTP long poll ◀─┘   (reply)    actor     └── media events of connections made before a join
+//! ```
+
+mod http;
+mod plugin;
+mod protocol;
+mod room;
+mod session;
+mod token;
+mod transport;
+mod users;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use warp::ws::{Message as Frame, WebSocket};
+
+pub use http::{HttpAnswer, get as http_get, info as http_info, post as http_post};
+use protocol::{ApiError, Envelope, code};
+use session::{Request, Session};
+use transport::{HttpQueue, OUTBOX_CAPACITY, Outbox, Output, Reply};
+
+use super::{Context, WRITE_TIMEOUT, close_websocket};
+
+/// The protocol name of Janus clients in the core.
+pub const PROTOCOL: &str = "janus";
+/// A session without a request (or an HTTP long poll) for this long is destroyed.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Handles one session may have.
+pub const MAX_HANDLES: usize = 64;
+/// Sessions the server keeps at once, and sessions one WebSocket may create.
+const MAX_SESSIONS: usize = 4096;
+const MAX_SESSIONS_PER_SOCKET: usize = 16;
+/// Requests a session may have waiting.
+const REQUEST_QUEUE: usize = 64;
+
+/// What every Janus connection shares: the sessions and the token key.
+#[derive(Default)]
+pub struct Janus {
+    sessions: Sessions,
+    keys: token::KeyCache,
+}
+
+struct Entry {
+    requests: mpsc::Sender<Request>,
+    http: Option<Arc<HttpQueue>>,
+    last_activity: Arc<Mutex<Instant>>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    map: Mutex<HashMap<u64, Entry>>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a session's actor.
+    fn create(
+        &self,
+        ctx: &Arc<Context>,
+        wanted: Option<u64>,
+        address: Option<SocketAddr>,
+        output: Output,
+    ) -> Result<u64, (u16, String)> {
+        let mut map = self.lock();
+        if map.len() >= MAX_SESSIONS {
+            return Err((
+                code::NOT_ACCEPTING_SESSIONS,
+                "Not accepting new sessions".into(),
+            ));
+        }
+        let id = match wanted {
+            Some(id) if map.contains_key(&id) => {
+                return Err((468, "Session ID already in use".into()));
+            }
+            Some(id) => id,
+            None => loop {
+                let id = random_id();
+                if !map.contains_key(&id) {
+                    break id;
+                }
+            },
+        };
+        let (requests, receiver) = mpsc::channel(REQUEST_QUEUE);
+        let last_activity = Arc::new(Mutex::new(Instant::now()));
+        let http = match &output {
+            Output::Http(queue) => Some(queue.clone()),
+            Output::Socket(_) => None,
+        };
+        map.insert(
+            id,
+            Entry {
+                requests,
+                http,
+                last_activity: last_activity.clone(),
+            },
+        );
+        let session = Session::new(id, ctx.clone(), address, output, last_activity);
+        ctx.connections.spawn(session.run(receiver));
+        Ok(id)
+    }
+
+    fn sender(&self, id: u64) -> Option<mpsc::Sender<Request>> {
+        self.lock().get(&id).map(|e| e.requests.clone())
+    }
+
+    /// An HTTP session's event queue, its activity marked (a long poll keeps it alive).
+    fn poll_queue(&self, id: u64) -> Option<Option<Arc<HttpQueue>>> {
+        let map = self.lock();
+        let entry = map.get(&id)?;
+        if let Ok(mut t) = entry.last_activity.lock() {
+            *t = Instant::now();
+        }
+        Some(entry.http.clone())
+    }
+
+    /// Forgets a session; its actor ends once its requests channel closes.
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+}
+
+/// A random id for a session or handle: at most 2^53, so that JavaScript clients keep it
+/// exact.
+fn random_id() -> u64 {
+    rand::random_range(1..(1u64 << 53))
+}
+
+/// Where a request came from, for a `create`.
+enum Origin<'a> {
+    Socket {
+        outbox: &'a Outbox,
+        created: &'a mut Vec<u64>,
+    },
+    Http,
+}
+
+/// Routes a validated request: root requests (`create`, `info`, `ping`) are answered
+/// here, the rest go to their session. Returns the HTTP queue of a session created here.
+async fn route(
+    ctx: &Arc<Context>,
+    envelope: Envelope,
+    reply: Reply,
+    address: Option<SocketAddr>,
+    origin: Origin<'_>,
+) {
+    match (envelope.session, envelope.handle) {
+        (None, None) => match envelope.janus.as_str() {
+            "info" => reply.send(protocol::server_info(Some(&envelope.transaction))),
+            "ping" => reply.send(Value::Object(envelope.reply("pong"))),
+            "create" => {
+                let wanted = envelope
+                    .body
+                    .get("id")
+                    .and_then(Value::as_u64)
+                    .filter(|&id| id > 0);
+                let output = match &origin {
+                    Origin::Socket { outbox, created } => {
+                        if created.len() >= MAX_SESSIONS_PER_SOCKET {
+                            return reply.send(
+                                envelope
+                                    .error(
+                                        code::NOT_ACCEPTING_SESSIONS,
+                                        "Not accepting new sessions on this connection",
+                                    )
+                                    .to_json(),
+                            );
+                        }
+                        Output::Socket((*outbox).clone())
+                    }
+                    Origin::Http => Output::Http(Arc::new(HttpQueue::default())),
+                };
+                match ctx.janus.sessions.create(ctx, wanted, address, output) {
+                    Ok(id) => {
+                        if let Origin::Socket { created, .. } = origin {
+                            created.push(id);
+                        }
+                        let mut success = envelope.reply("success");
+                        success.insert("data".into(), serde_json::json!({"id": id}));
+                        reply.send(Value::Object(success));
+                    }
+                    Err((code, reason)) => reply.send(envelope.error(code, reason).to_json()),
+                }
+            }
+            other => reply.send(
+                envelope
+                    .error(
+                        code::INVALID_REQUEST_PATH,
+                        format!("Unhandled request '{other}' at this path"),
+                    )
+                    .to_json(),
+            ),
+        },
+        (None, Some(_)) => reply.send(
+            envelope
+                .error(code::SESSION_NOT_FOUND, "Session not found")
+                .to_json(),
+        ),
+        (Some(session), _) => match ctx.janus.sessions.sender(session) {
+            None => reply.send(
+                envelope
+                    .error(
+                        code::SESSION_NOT_FOUND,
+                        format!("No such session {session}"),
+                    )
+                    .to_json(),
+            ),
+            Some(sender) => {
+                let gone = envelope.error(
+                    code::SESSION_NOT_FOUND,
+                    format!("No such session {session}"),
+                );
+                let request = Request { envelope, reply };
+                if let Err(mpsc::error::SendError(request)) = sender.send(request).await {
+                    request.reply.send(gone.to_json());
+                }
+            }
+        },
+    }
+}
+
+/// Serves one WebSocket connection (subprotocol `janus-protocol`): its requests, and the
+/// messages of the sessions created on it, which end with it.
+pub async fn serve(mut socket: WebSocket, ctx: Arc<Context>, address: Option<SocketAddr>) {
+    let (sender, mut outgoing) = mpsc::channel::<String>(OUTBOX_CAPACITY);
+    let outbox = Outbox(sender);
+    let mut created: Vec<u64> = vec![];
+    let shutdown = ctx.shutdown.clone();
+    let close = loop {
+        tokio::select! {
+            frame = socket.next() => match frame {
+                None => break None,
+                Some(Err(error)) => break too_big(&error),
+                Some(Ok(frame)) if frame.is_close() => break None,
+                Some(Ok(frame)) => {
+                    if let Ok(text) = frame.to_str() {
+                        match protocol::parse(text) {
+                            Ok(envelope) => {
+                                let origin = Origin::Socket { outbox: &outbox, created: &mut created };
+                                route(&ctx, envelope, Reply::Socket(outbox.clone()), address, origin).await;
+                            }
+                            Err(error) => {
+                                outbox.push(&error.to_json());
+                            }
+                        }
+                    } else if frame.is_binary() {
+                        let error = ApiError::new(code::INVALID_JSON, "Invalid JSON: binary message");
+                        outbox.push(&error.to_json());
+                    }
+                }
+            },
+            Some(text) = outgoing.recv() => {
+                let sent = tokio::time::timeout(WRITE_TIMEOUT, socket.send(Frame::text(text))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    break None;
+                }
+            }
+            _ = shutdown.cancelled() => break Some((1001, "the server is shutting down".to_owned())),
+        }
+    };
+    // Sessions die with the connection they were created on, as in Janus.
+    for id in created {
+        ctx.janus.sessions.remove(id);
+    }
+    if let Some((code, reason)) = close {
+        close_websocket(&mut socket, code, reason).await;
+    }
+}
+
+fn too_big(error: &warp::Error) -> Option<(u16, String)> {
+    let text = error.to_string();
+    (text.contains("too long") || text.contains("Space limit") || text.contains("size"))
+        .then(|| (1009, "message too big".to_owned()))
+}

@@ -1,0 +1,122 @@
+//! janus.plugin.sfu's tokens: RS256 (or RS384, RS512) JWTs with the claims `join_hub`,
+//! `kick_users` and `room_ids`, checked against the RSA public key named by `authKey` in
+//! the `janus` section of `data/config.json` (PEM, or DER as the original's `auth_key`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::group::description::FileStamp;
+
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
+
+/// What a valid token allows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Claims {
+    #[serde(default)]
+    pub join_hub: bool,
+    #[serde(default)]
+    pub kick_users: bool,
+    #[serde(default)]
+    pub room_ids: Option<Vec<String>>,
+}
+
+impl Claims {
+    /// `join_hub`, and `room` among `room_ids` when the token lists rooms.
+    pub fn may_join(&self, room: &str) -> bool {
+        self.join_hub
+            && self
+                .room_ids
+                .as_ref()
+                .is_none_or(|ids| ids.iter().any(|r| r == room))
+    }
+
+    /// Whether a publisher in `room` may be subscribed to: any room unless the token
+    /// lists rooms.
+    pub fn may_watch(&self, room: &str) -> bool {
+        self.room_ids
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|r| r == room))
+    }
+}
+
+/// The public key tokens are checked with.
+pub struct AuthKey(DecodingKey);
+
+impl AuthKey {
+    /// Reads an RSA public key: PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`) or PKCS#1 DER.
+    pub fn load(path: &Path) -> Result<AuthKey, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let key = if bytes.starts_with(b"-----BEGIN") {
+            DecodingKey::from_rsa_pem(&bytes)
+        } else {
+            Ok(DecodingKey::from_rsa_der(&bytes))
+        };
+        key.map(AuthKey)
+            .map_err(|e| format!("{}: not an RSA public key: {e}", path.display()))
+    }
+
+    /// The claims of a token signed with this key's private half, if it is valid now.
+    pub fn verify(&self, token: &str) -> Result<Claims, String> {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.algorithms = vec![Algorithm::RS256, Algorithm::RS384, Algorithm::RS512];
+        // `exp` is checked when present, as the original does; it is not required.
+        validation.required_spec_claims.clear();
+        validation.validate_aud = false;
+        validation.leeway = LEEWAY_SECS;
+        jsonwebtoken::decode::<Claims>(token, &self.0, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The configured key, read again when its file changes.
+#[derive(Default)]
+pub struct KeyCache {
+    cached: Mutex<Option<(PathBuf, Option<FileStamp>, Arc<AuthKey>)>>,
+}
+
+impl KeyCache {
+    /// The key in `path`; an error (logged by the caller) if it cannot be read.
+    pub fn get(&self, path: &Path) -> Result<Arc<AuthKey>, String> {
+        let stamp = FileStamp::of(path).ok();
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((p, s, key)) = cached.as_ref()
+            && p == path
+            && s == &stamp
+            && stamp.is_some()
+        {
+            return Ok(key.clone());
+        }
+        let key = Arc::new(AuthKey::load(path)?);
+        *cached = Some((path.to_owned(), stamp, key.clone()));
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_rules() {
+        let open = Claims {
+            join_hub: true,
+            ..Default::default()
+        };
+        assert!(open.may_join("any"));
+        let listed = Claims {
+            join_hub: true,
+            room_ids: Some(vec!["alpha".into()]),
+            ..Default::default()
+        };
+        assert!(listed.may_join("alpha"));
+        assert!(!listed.may_join("beta"));
+        assert!(listed.may_watch("alpha") && !listed.may_watch("beta"));
+        let no_hub = Claims::default();
+        assert!(!no_hub.may_join("alpha"));
+    }
+}
