@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Cinnabar, installing first whatever the tests need that is missing:
 # Debian's chromium for the browser tests, GStreamer's webrtcbin and its Python bindings for
-# the GStreamer peers (tests/peers/gst_peer.py), and the npm packages under tests/.
+# the GStreamer peers (tests/peers/gst_peer.py), and the npm packages under tests/ (the
+# Janus clients and wrtc among them).
 # Usage: ./test.sh            (CI runs exactly this through .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -51,9 +52,13 @@ if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 log "cargo test (disk free: $(df -h --output=avail . | tail -1 | tr -d ' '))"
 cargo test --locked
 
-log "browser tests (headless Chromium)"
+# The Node tests end with --test-force-exit: wrtc's native threads would keep them alive.
+log "browser tests (headless Chromium; the Janus ones with minijanus and wrtc)"
 cargo build --locked --bin cinnabar
-(cd tests/browser && node --test --test-concurrency=1 --test-reporter=spec)
+(cd tests/browser && node --test --test-force-exit --test-concurrency=1 --test-reporter=spec)
 
 log "calling-signaling with the real rtc-lib client"
 node tests/peers/calling-rtc-lib.mjs
+
+log "janus.plugin.sfu with the real clients naf-janus-adapter and minijanus"
+(cd tests/peers && node --test --test-force-exit --test-concurrency=1 --test-reporter=spec janus.test.mjs)

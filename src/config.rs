@@ -58,6 +58,10 @@ pub struct JanusConfig {
     /// kick tokens are checked with; without one, joins are open and kicks refused.
     #[serde(default)]
     pub auth_key: Option<PathBuf>,
+    /// Seconds without a request after which a session is destroyed (Janus's
+    /// `session_timeout`; default 60).
+    #[serde(default)]
+    pub session_timeout: Option<u64>,
 }
 
 impl ServerConfig {

@@ -190,12 +190,11 @@ fn janus_http(site: &Arc<Site>) -> BoxedFilter<(Reply_,)> {
         .and(warp::path::tail())
         .map(|tail: warp::path::Tail| tail.as_str().to_owned());
     let post = tail
-        .clone()
         .and(warp::post())
         .and(warp::body::content_length_limit(MAX_MESSAGE_SIZE as u64))
         .and(warp::body::bytes())
         .and(with_site.clone())
-        .and(origin.clone())
+        .and(origin)
         .and(warp::ext::optional::<PeerAddr>())
         .and_then(
             |tail: String,
@@ -208,18 +207,17 @@ fn janus_http(site: &Arc<Site>) -> BoxedFilter<(Reply_,)> {
             },
         );
     let get = tail
-        .clone()
         .and(warp::get())
         .and(warp::query::<std::collections::HashMap<String, String>>())
         .and(with_site.clone())
-        .and(origin.clone())
+        .and(origin)
         .and_then(
             |tail: String,
              query: std::collections::HashMap<String, String>,
              site: Arc<Site>,
              origin: (Option<String>, Option<String>)| async move {
                 let answer = if tail.trim_matches('/') == "info" {
-                    janus::http_info()
+                    janus::http_info(&site.ctx)
                 } else {
                     let maxev = query.get("maxev").and_then(|m| m.parse().ok());
                     janus::http_get(&site.ctx, &tail, maxev).await

@@ -271,7 +271,7 @@ async fn https_with_a_generated_certificate() {
         .connect(name.clone(), tcp)
         .await
         .expect("certificate valid for localhost");
-    let page = http_over(tls, server.port, "GET", "/public-groups.json", &[]).await;
+    let page = http_over(tls, server.port, "GET", "/public-groups.json", &[], "").await;
     assert_eq!(page.status, 200);
     assert_eq!(
         page.json()[0]["endpoint"],

@@ -226,8 +226,19 @@ pub async fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> HttpResponse {
+    http_request_with_body(port, method, path, headers, "").await
+}
+
+/// [`http_request`] with a body (give its `content-length` among the headers).
+pub async fn http_request_with_body(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
     let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    http_over(stream, port, method, path, headers).await
+    http_over(stream, port, method, path, headers, body).await
 }
 
 pub async fn http_over<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
@@ -236,6 +247,7 @@ pub async fn http_over<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
+    body: &str,
 ) -> HttpResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut request =
@@ -244,6 +256,7 @@ pub async fn http_over<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
+    request.push_str(body);
     stream.write_all(request.as_bytes()).await.unwrap();
     // Read the head; then the body by length, or to the end. A 101 has no body and the
     // connection stays open, so stop at the head.

@@ -36,8 +36,11 @@ impl HttpAnswer {
 }
 
 /// `GET /janus/info`.
-pub fn info() -> HttpAnswer {
-    HttpAnswer::ok(protocol::server_info(None))
+pub fn info(ctx: &Context) -> HttpAnswer {
+    HttpAnswer::ok(protocol::server_info(
+        None,
+        super::session::session_timeout(ctx),
+    ))
 }
 
 /// `POST /janus[/<session>[/<handle>]]` with a request in the body. The path's ids, when

@@ -170,7 +170,10 @@ async fn route(
 ) {
     match (envelope.session, envelope.handle) {
         (None, None) => match envelope.janus.as_str() {
-            "info" => reply.send(protocol::server_info(Some(&envelope.transaction))),
+            "info" => reply.send(protocol::server_info(
+                Some(&envelope.transaction),
+                session::session_timeout(ctx),
+            )),
             "ping" => reply.send(Value::Object(envelope.reply("pong"))),
             "create" => {
                 let wanted = envelope

@@ -335,7 +335,7 @@ pub fn plugin_event(
 }
 
 /// `info`: what this server is and offers.
-pub fn server_info(transaction: Option<&str>) -> Value {
+pub fn server_info(transaction: Option<&str>, timeout: std::time::Duration) -> Value {
     let mut info = json!({
         "janus": "server_info",
         "name": "Cinnabar",
@@ -345,7 +345,7 @@ pub fn server_info(transaction: Option<&str>) -> Value {
         "data_channels": true,
         "ipv6": false,
         "full-trickle": false,
-        "session-timeout": super::SESSION_TIMEOUT.as_secs(),
+        "session-timeout": timeout.as_secs(),
         "transports": {
             "janus.transport.websockets": {"name": "WebSocket transport (janus-protocol)"},
             "janus.transport.http": {"name": "REST (HTTP/HTTPS) transport"},

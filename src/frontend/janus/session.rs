@@ -25,7 +25,7 @@ use crate::group::{
 };
 
 /// How often the session checks its timeout.
-const TICK: Duration = Duration::from_secs(5);
+const TICK: Duration = Duration::from_secs(1);
 /// Trickled candidates kept for a handle whose connection does not exist yet.
 const MAX_EARLY_CANDIDATES: usize = 64;
 
@@ -173,7 +173,7 @@ impl Session {
             .lock()
             .map(|t| t.elapsed())
             .unwrap_or_default();
-        if idle >= SESSION_TIMEOUT {
+        if idle >= session_timeout(&self.ctx) {
             tracing::debug!(session = self.id, "Janus session timed out");
             self.emit(json!({"janus": "timeout", "session_id": self.id}));
             self.ended = true;
@@ -498,6 +498,16 @@ impl Session {
             protocol::plugin_event(self.id, handle, Some(&envelope.transaction), data, jsep);
         self.emit(event);
     }
+}
+
+/// How long a session may be silent: `sessionTimeout` in the `janus` configuration.
+pub(super) fn session_timeout(ctx: &Context) -> Duration {
+    ctx.config
+        .server()
+        .janus
+        .as_ref()
+        .and_then(|j| j.session_timeout)
+        .map_or(SESSION_TIMEOUT, Duration::from_secs)
 }
 
 fn kind_name(kind: MediaKind) -> &'static str {

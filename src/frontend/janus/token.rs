@@ -73,10 +73,13 @@ impl AuthKey {
     }
 }
 
+/// A key as read from its file, and which version of the file.
+type Loaded = (PathBuf, Option<FileStamp>, Arc<AuthKey>);
+
 /// The configured key, read again when its file changes.
 #[derive(Default)]
 pub struct KeyCache {
-    cached: Mutex<Option<(PathBuf, Option<FileStamp>, Arc<AuthKey>)>>,
+    cached: Mutex<Option<Loaded>>,
 }
 
 impl KeyCache {
@@ -100,6 +103,48 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    fn sign(algorithm: Algorithm, claims: serde_json::Value) -> String {
+        let pem = std::fs::read(fixture("janus-test-key.pem")).unwrap();
+        let key = EncodingKey::from_rsa_pem(&pem).unwrap();
+        jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).unwrap()
+    }
+
+    #[test]
+    fn tokens_signed_with_the_key_are_accepted_in_pem_and_der() {
+        let now = jsonwebtoken::get_current_timestamp();
+        for file in ["janus-test-key.pub.pem", "janus-test-key.pub.der"] {
+            let key = AuthKey::load(&fixture(file)).unwrap();
+            for algorithm in [Algorithm::RS256, Algorithm::RS512] {
+                let token = sign(
+                    algorithm,
+                    serde_json::json!({"join_hub": true, "kick_users": true, "room_ids": ["a"], "exp": now + 60}),
+                );
+                let claims = key.verify(&token).unwrap();
+                assert!(claims.kick_users && claims.may_join("a") && !claims.may_join("b"));
+            }
+            let no_exp = sign(Algorithm::RS256, serde_json::json!({"join_hub": true}));
+            assert!(key.verify(&no_exp).is_ok(), "exp is not required");
+            let expired = sign(
+                Algorithm::RS256,
+                serde_json::json!({"join_hub": true, "exp": now - 60}),
+            );
+            assert!(key.verify(&expired).is_err());
+            assert!(key.verify("not.a.token").is_err());
+        }
+        let mut tampered = sign(Algorithm::RS256, serde_json::json!({"join_hub": false}));
+        tampered.replace_range(10..11, "X");
+        let key = AuthKey::load(&fixture("janus-test-key.pub.pem")).unwrap();
+        assert!(key.verify(&tampered).is_err());
+        assert!(AuthKey::load(&fixture("janus-test-key.pem.missing")).is_err());
+    }
 
     #[test]
     fn room_rules() {
