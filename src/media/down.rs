@@ -21,7 +21,7 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use super::downtrack::{DownTrack, Writer, read_rtcp};
 use super::up::{UpCtl, UpStream};
 use super::{
-    DownStreamStats, EventSink, MediaError, MediaEvent, Notify, Shared, StreamId, TrackInfo,
+    DownStreamStats, EventSink, MediaError, MediaEvent, Shared, StreamId, TrackInfo,
     candidate_event, gathered_sdp, lock, parse_candidate,
 };
 
@@ -209,7 +209,7 @@ impl DownStream {
         local_sdp(pc).await
     }
 
-    fn notifier(self: &Arc<Self>) -> Notify {
+    fn notifier(self: &Arc<Self>) -> EventSink {
         let weak = Arc::downgrade(self);
         Arc::new(move |event| {
             if let Some(down) = weak.upgrade() {

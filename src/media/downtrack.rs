@@ -38,7 +38,8 @@ use super::rate::{
 use super::rtcp::{NtpClock, rtt_from_report};
 use super::up::{UpCtl, UpTrack};
 use super::{
-    DownTrackStats, MediaEvent, Notify, SLOW_LINK_INTERVAL, SLOW_LINK_LOSSES, lock, rtp_codec_type,
+    DownTrackStats, EventSink, MediaEvent, SLOW_LINK_INTERVAL, SLOW_LINK_LOSSES, lock,
+    rtp_codec_type,
 };
 
 /// Packets queued per down track before dropping (Galène's writers hold 32;
@@ -350,7 +351,7 @@ pub(super) struct Writer {
     track: Arc<DownTrack>,
     pc: Arc<RTCPeerConnection>,
     clock: NtpClock,
-    notify: Notify,
+    notify: EventSink,
     /// NACKed packets counted at the last slow-link check, and when.
     nacks_checked: (u64, Instant),
     last_slow_link: Option<Instant>,
@@ -369,7 +370,7 @@ impl Writer {
         track: Arc<DownTrack>,
         pc: Arc<RTCPeerConnection>,
         clock: NtpClock,
-        notify: Notify,
+        notify: EventSink,
     ) -> Self {
         Writer {
             track,

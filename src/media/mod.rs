@@ -51,6 +51,18 @@
 //! `Connected` fires when the PeerConnection connects (for a down stream, it
 //! is also when forwarding starts), `Failed` when ICE fails (the caller may
 //! restart ICE or close), and `Closed` exactly once, whatever closed it.
+//! `Data` carries a message from one of a publisher's data channels (the
+//! media layer does not know who may receive it: [`UpStream::send_data`]
+//! writes what the caller relays); `Receiving` and `SlowLink` report when a
+//! track's media starts or stops and when many packets are lost.
+//!
+//! # Subscriber connections
+//!
+//! [`Layout::Selected`] offers the tracks the publisher has (a new
+//! subscription is made when they change); [`Layout::Slots`] offers one
+//! m-line per kind at once and fills it when the publisher's track of that
+//! kind appears ([`DownStream::refresh`] and a new offer), for clients that
+//! keep one connection per publisher. A down stream can be paused (a block).
 //!
 //! # Limits
 //!
@@ -195,24 +207,8 @@ pub enum DataPayload {
     Binary(bytes::Bytes),
 }
 
-impl DataPayload {
-    pub fn len(&self) -> usize {
-        match self {
-            DataPayload::Text(text) => text.len(),
-            DataPayload::Binary(bytes) => bytes.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// Receives a stream's events; called from media tasks, so it must not block.
 pub type EventSink = Arc<dyn Fn(MediaEvent) + Send + Sync>;
-
-/// How a stream's tasks report events: through the stream, so nothing follows `Closed`.
-pub(crate) type Notify = Arc<dyn Fn(MediaEvent) + Send + Sync>;
 
 /// Packets lost within a second that make a slow link worth reporting (Janus's `slowlink`).
 const SLOW_LINK_LOSSES: u32 = 10;

@@ -30,7 +30,9 @@ use super::rtcp::{
     KEYFRAME_INTERVAL, KeyframeLimiter, NACK_AGGREGATION_DELAY, NackAggregator, ReceiverStats,
     ntp_middle,
 };
-use super::{MediaEvent, Notify, SLOW_LINK_INTERVAL, SLOW_LINK_LOSSES, Shared, UpTrackStats, lock};
+use super::{
+    EventSink, MediaEvent, SLOW_LINK_INTERVAL, SLOW_LINK_LOSSES, Shared, UpTrackStats, lock,
+};
 
 use super::downtrack::{DownItem, DownTrack};
 use super::up::{UpCtl, UpTrack};
@@ -100,7 +102,7 @@ const RECEIVING_TIMEOUT: Duration = Duration::from_secs(1);
 pub(super) struct Reader {
     track: Arc<UpTrack>,
     shared: Arc<Shared>,
-    notify: Notify,
+    notify: EventSink,
     /// When the last packet came, and whether "receiving" was reported since.
     last_packet: Option<Instant>,
     receiving: bool,
@@ -155,7 +157,7 @@ impl Reader {
         media_ssrc: u32,
         rtcp_ssrc: u32,
         shared: Arc<Shared>,
-        notify: Notify,
+        notify: EventSink,
     ) -> Self {
         let video = track.kind == MediaKind::Video;
         shared.cache_created();

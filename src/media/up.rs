@@ -35,9 +35,9 @@ use super::downtrack::{DownRate, DownTrack};
 use super::rate::publisher_limit;
 use super::reader::Reader;
 use super::{
-    DataPayload, EventSink, MediaError, MediaEvent, Notify, Shared, StreamId, TrackInfo,
-    TrackSelection, UpStreamStats, UpTrackStats, VideoSelection, candidate_event, gathered_sdp,
-    lock, parse_candidate, strip_simulcast,
+    DataPayload, EventSink, MediaError, MediaEvent, Shared, StreamId, TrackInfo, TrackSelection,
+    UpStreamStats, UpTrackStats, VideoSelection, candidate_event, gathered_sdp, lock,
+    parse_candidate, strip_simulcast,
 };
 
 /// Data channels a publisher may open on one connection (Janus clients open two).
@@ -381,7 +381,7 @@ impl UpStream {
     }
 
     /// A notifier for this stream's tasks: events stop once the stream is gone.
-    fn notifier(self: &Arc<Self>) -> Notify {
+    fn notifier(self: &Arc<Self>) -> EventSink {
         let weak = Arc::downgrade(self);
         Arc::new(move |event| {
             if let Some(up) = weak.upgrade() {
