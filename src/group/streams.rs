@@ -568,20 +568,10 @@ impl Membership {
             Up(Arc<UpStream>),
             Down(Arc<DownStream>),
         }
-        let target = {
-            let state = self.group().state();
-            let up = state
-                .streams
-                .iter()
-                .find(|p| p.info.id == id && &p.info.owner == self.id())
-                .map(|p| Target::Up(p.up.clone()));
-            up.or_else(|| {
-                state
-                    .member(self.id())
-                    .and_then(|m| m.downs.get(id).cloned())
-                    .map(Target::Down)
-            })
-        };
+        let target = self
+            .own_up(id)
+            .map(Target::Up)
+            .or_else(|| self.down(id).ok().map(Target::Down));
         match target {
             Some(Target::Up(up)) => Ok(up.add_remote_candidate(candidate).await?),
             Some(Target::Down(down)) => Ok(down.add_remote_candidate(candidate).await?),
@@ -689,15 +679,7 @@ impl Membership {
     /// Our current description of one of this client's streams (up or down) with every
     /// local candidate in it, for clients that take no trickled candidates (Janus).
     pub async fn gathered_sdp(&self, id: &str) -> Result<String, StreamError> {
-        let up = {
-            let state = self.group().state();
-            state
-                .streams
-                .iter()
-                .find(|p| p.info.id == id && &p.info.owner == self.id())
-                .map(|p| p.up.clone())
-        };
-        match up {
+        match self.own_up(id) {
             Some(up) => Ok(up.gathered_sdp().await?),
             None => Ok(self.down(id)?.gathered_sdp().await?),
         }
@@ -711,15 +693,7 @@ impl Membership {
         label: &str,
         payload: &DataPayload,
     ) -> Result<(), StreamError> {
-        let up = {
-            let state = self.group().state();
-            state
-                .streams
-                .iter()
-                .find(|p| p.info.id == id && &p.info.owner == self.id())
-                .map(|p| p.up.clone())
-                .ok_or(StreamError::UnknownStream)?
-        };
+        let up = self.own_up(id).ok_or(StreamError::UnknownStream)?;
         Ok(up.send_data(label, payload).await?)
     }
 
@@ -755,10 +729,16 @@ impl Membership {
 
     /// Whether this client publishes a stream with this id.
     pub fn has_up(&self, id: &str) -> bool {
+        self.own_up(id).is_some()
+    }
+
+    /// This client's published stream with this id.
+    fn own_up(&self, id: &str) -> Option<Arc<UpStream>> {
         let state = self.group().state();
         state
             .streams
             .iter()
-            .any(|p| p.info.id == id && &p.info.owner == self.id())
+            .find(|p| p.info.id == id && &p.info.owner == self.id())
+            .map(|p| p.up.clone())
     }
 }

@@ -35,12 +35,9 @@ use super::packetmap::PacketMap;
 use super::rate::{
     DEFAULT_LOSS_RATE, LossEstimator, REPORT_TIMEOUT, RateEstimator, subscriber_limit,
 };
-use super::rtcp::{NtpClock, rtt_from_report};
+use super::rtcp::{NtpClock, SlowLink, rtt_from_report};
 use super::up::{UpCtl, UpTrack};
-use super::{
-    DownTrackStats, EventSink, MediaEvent, SLOW_LINK_INTERVAL, SLOW_LINK_LOSSES, lock,
-    rtp_codec_type,
-};
+use super::{DownTrackStats, EventSink, MediaEvent, lock, rtp_codec_type};
 
 /// Packets queued per down track before dropping (Galène's writers hold 32;
 /// ours is per track, and a keyframe alone can be 30 packets).
@@ -354,7 +351,7 @@ pub(super) struct Writer {
     notify: EventSink,
     /// NACKed packets counted at the last slow-link check, and when.
     nacks_checked: (u64, Instant),
-    last_slow_link: Option<Instant>,
+    slow_link: SlowLink,
     binding: Option<Arc<Binding>>,
     rewriter: Rewriter,
     rate: RateEstimator,
@@ -378,7 +375,7 @@ impl Writer {
             clock,
             notify,
             nacks_checked: (0, Instant::now()),
-            last_slow_link: None,
+            slow_link: SlowLink::default(),
             binding: None,
             rewriter: Rewriter::new(rand::random(), rand::random()),
             rate: RateEstimator::new(Duration::from_secs(1)),
@@ -458,12 +455,7 @@ impl Writer {
         let nacks = self.track.rate.nacks.load(Ordering::Relaxed);
         self.nacks_checked = (nacks, now);
         let lost = u32::try_from(nacks.saturating_sub(checked)).unwrap_or(u32::MAX);
-        if lost >= SLOW_LINK_LOSSES
-            && self
-                .last_slow_link
-                .is_none_or(|t| now.saturating_duration_since(t) >= SLOW_LINK_INTERVAL)
-        {
-            self.last_slow_link = Some(now);
+        if self.slow_link.report(lost, now) {
             (self.notify)(MediaEvent::SlowLink {
                 kind: self.track.kind,
                 uplink: false,

@@ -210,11 +210,6 @@ pub enum DataPayload {
 /// Receives a stream's events; called from media tasks, so it must not block.
 pub type EventSink = Arc<dyn Fn(MediaEvent) + Send + Sync>;
 
-/// Packets lost within a second that make a slow link worth reporting (Janus's `slowlink`).
-const SLOW_LINK_LOSSES: u32 = 10;
-/// At most one slow-link report per track in this time.
-const SLOW_LINK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// How long we wait for our own ICE candidates before answering without the missing ones.
 const GATHERING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 

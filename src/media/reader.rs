@@ -28,11 +28,9 @@ use super::packetcache::{
 use super::rate::RateEstimator;
 use super::rtcp::{
     KEYFRAME_INTERVAL, KeyframeLimiter, NACK_AGGREGATION_DELAY, NackAggregator, ReceiverStats,
-    ntp_middle,
+    SlowLink, ntp_middle,
 };
-use super::{
-    EventSink, MediaEvent, SLOW_LINK_INTERVAL, SLOW_LINK_LOSSES, Shared, UpTrackStats, lock,
-};
+use super::{EventSink, MediaEvent, Shared, UpTrackStats, lock};
 
 use super::downtrack::{DownItem, DownTrack};
 use super::up::{UpCtl, UpTrack};
@@ -106,7 +104,7 @@ pub(super) struct Reader {
     /// When the last packet came, and whether "receiving" was reported since.
     last_packet: Option<Instant>,
     receiving: bool,
-    last_slow_link: Option<Instant>,
+    slow_link: SlowLink,
     video: bool,
     payload_type: u8,
     media_ssrc: u32,
@@ -165,7 +163,7 @@ impl Reader {
             notify,
             last_packet: None,
             receiving: false,
-            last_slow_link: None,
+            slow_link: SlowLink::default(),
             video,
             payload_type,
             media_ssrc,
@@ -416,12 +414,7 @@ impl Reader {
             self.last_loss = f64::from(r.fraction_lost) / 256.0;
             let lost = r.total_lost.saturating_sub(self.total_lost);
             self.total_lost = r.total_lost;
-            if lost >= SLOW_LINK_LOSSES
-                && self
-                    .last_slow_link
-                    .is_none_or(|at| now.saturating_duration_since(at) >= SLOW_LINK_INTERVAL)
-            {
-                self.last_slow_link = Some(now);
+            if self.slow_link.report(lost, now) {
                 (self.notify)(MediaEvent::SlowLink {
                     kind: self.track.kind,
                     uplink: true,

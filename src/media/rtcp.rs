@@ -34,6 +34,7 @@ impl NtpClock {
     }
 
     /// A clock whose `base` instant is NTP time `base_ntp`, for tests.
+
     #[cfg(test)]
     pub fn with_base(base: Instant, base_ntp: u64) -> Self {
         NtpClock { base, base_ntp }
@@ -297,6 +298,32 @@ impl NackAggregator {
     }
 }
 
+/// Decides when losses are worth a slow-link report (Janus's `slowlink`): many
+/// packets lost within a second, at most one report per interval.
+#[derive(Debug, Clone, Default)]
+pub struct SlowLink {
+    last: Option<Instant>,
+}
+
+/// Packets lost within a second that make a slow link worth reporting.
+pub const SLOW_LINK_LOSSES: u32 = 10;
+/// At most one slow-link report per track in this time.
+pub const SLOW_LINK_INTERVAL: Duration = Duration::from_secs(5);
+
+impl SlowLink {
+    /// Whether `lost` packets in the last second should be reported now.
+    pub fn report(&mut self, lost: u32, now: Instant) -> bool {
+        let quiet = self
+            .last
+            .is_none_or(|t| now.saturating_duration_since(t) >= SLOW_LINK_INTERVAL);
+        if lost >= SLOW_LINK_LOSSES && quiet {
+            self.last = Some(now);
+            return true;
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,5 +521,21 @@ mod tests {
             a.poll(t0 + Duration::from_secs(1), 95, |_| false)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn slow_links_are_reported_at_most_every_interval() {
+        let start = Instant::now();
+        let mut slow = SlowLink::default();
+        assert!(
+            !slow.report(SLOW_LINK_LOSSES - 1, start),
+            "a few losses are no slow link"
+        );
+        assert!(slow.report(SLOW_LINK_LOSSES, start));
+        assert!(
+            !slow.report(100, start + Duration::from_secs(1)),
+            "once per interval"
+        );
+        assert!(slow.report(100, start + SLOW_LINK_INTERVAL));
     }
 }

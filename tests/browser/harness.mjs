@@ -1,19 +1,17 @@
 // Test support: the real cinnabar server on a free port (over HTTPS with its generated
-// certificate), and headless Chromium with fake camera and microphone.
+// certificate; started by tests/peers/server.mjs, which uses Node's own modules only), and
+// headless Chromium with fake camera and microphone.
 
-import {spawn} from 'node:child_process';
-import {mkdtempSync, mkdirSync, writeFileSync, rmSync} from 'node:fs';
-import {tmpdir} from 'node:os';
-import {join as joinPath, dirname, resolve} from 'node:path';
-import {fileURLToPath} from 'node:url';
+import {mkdirSync} from 'node:fs';
+import {join as joinPath} from 'node:path';
 import {chromium} from 'playwright-core';
 
-const here = dirname(fileURLToPath(import.meta.url));
-export const repo = resolve(here, '..', '..');
+import {eventually, repo, startServer as start} from '../peers/server.mjs';
+
+export {eventually, repo};
 export const artifacts = joinPath(repo, 'tests', 'artifacts');
 mkdirSync(artifacts, {recursive: true});
 
-const binary = process.env.CINNABAR_BIN || joinPath(repo, 'target', 'debug', 'cinnabar');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 export const DEMO = JSON.stringify({
@@ -24,43 +22,9 @@ export const DEMO = JSON.stringify({
     'wildcard-user': {password: {type: 'wildcard'}, permissions: 'present'},
 });
 
-/** Starts the server with these group files; resolves once it listens. */
-export async function startServer(groups = {demo: DEMO}) {
-    const dir = mkdtempSync(joinPath(tmpdir(), 'cinnabar-browser-'));
-    mkdirSync(joinPath(dir, 'groups'));
-    mkdirSync(joinPath(dir, 'data'));
-    for (const [name, text] of Object.entries(groups)) {
-        writeFileSync(joinPath(dir, 'groups', `${name}.json`), text);
-    }
-    const child = spawn(binary, [
-        '--http', '127.0.0.1:0', '--udp-range', '0',
-        '--data', joinPath(dir, 'data'), '--groups', joinPath(dir, 'groups'), '--static', joinPath(repo, 'static'),
-    ], {stdio: ['ignore', 'ignore', 'pipe'], env: {...process.env, RUST_LOG: 'info,webrtc=warn,webrtc_ice=warn'}});
-    const log = [];
-    const port = await new Promise((resolvePort, reject) => {
-        const timer = setTimeout(() => reject(new Error(`server did not start:\n${log.join('')}`)), 30000);
-        child.stderr.on('data', (chunk) => {
-            const text = chunk.toString();
-            log.push(text);
-            if (process.env.CINNABAR_TEST_LOG) process.stderr.write(`server: ${text}`);
-            const m = text.match(/listening on https:\/\/127\.0\.0\.1:(\d+)\//);
-            if (m) {
-                clearTimeout(timer);
-                resolvePort(Number(m[1]));
-            }
-        });
-        child.on('exit', (code) => reject(new Error(`server exited (${code}):\n${log.join('')}`)));
-    });
-    return {
-        port,
-        url: `https://127.0.0.1:${port}`,
-        log,
-        async stop() {
-            child.kill('SIGTERM');
-            await new Promise((r) => { child.once('exit', r); setTimeout(r, 5000); });
-            rmSync(dir, {recursive: true, force: true});
-        },
-    };
+/** Starts the server (over HTTPS) with these group files; resolves once it listens. */
+export function startServer(groups = {demo: DEMO}) {
+    return start({groups, secure: true});
 }
 
 /** Headless Chromium with fake devices that answers every permission prompt with yes. */
@@ -119,20 +83,4 @@ export async function inboundStats(page) {
         }
         return out;
     });
-}
-
-/** Waits until `check()` returns a truthy value; returns it. */
-export async function eventually(check, {timeout = 30000, interval = 250, what = 'condition'} = {}) {
-    const deadline = Date.now() + timeout;
-    let last;
-    for (;;) {
-        try {
-            last = await check();
-            if (last) return last;
-        } catch (e) {
-            last = e;
-        }
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-        await new Promise((r) => setTimeout(r, interval));
-    }
 }

@@ -5,13 +5,12 @@
 // Starts the server itself (CINNABAR_BIN, or target/debug/cinnabar), stops by itself,
 // prints "N passed, N failed" and exits non-zero on any failure.
 
-import {spawn} from 'node:child_process';
-import {mkdtempSync, mkdirSync, rmSync} from 'node:fs';
 import {createRequire} from 'node:module';
-import {tmpdir} from 'node:os';
-import {dirname, join, resolve} from 'node:path';
+import {dirname} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import assert from 'node:assert/strict';
+
+import {startServer as start} from './server.mjs';
 
 const require = createRequire(import.meta.url);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -25,10 +24,6 @@ try {
     console.error(`calling-rtc-lib: FAILED, packages missing (run \`npm ci\` in ${here}; ./test.sh does): ${error.message}`);
     process.exit(1);
 }
-const repo = resolve(here, '..', '..');
-const binary = process.env.CINNABAR_BIN
-    || join(process.env.CARGO_TARGET_DIR || join(repo, 'target'), 'debug', 'cinnabar');
-
 // rtc-lib is written for browsers. Node 20 has no WebSocket: `ws` stands in for it.
 globalThis.WebSocket = WebSocket;
 // An invitation makes rtc-lib build a Room, whose peers each construct an
@@ -46,36 +41,8 @@ function next(emitter, event) {
 }
 
 async function startServer() {
-    const dir = mkdtempSync(join(tmpdir(), 'cinnabar-calling-'));
-    mkdirSync(join(dir, 'groups'));
-    mkdirSync(join(dir, 'data'));
-    const child = spawn(binary, [
-        '--http', '127.0.0.1:0', '--insecure', '--calling-rooms', 'any',
-        '--data', join(dir, 'data'), '--groups', join(dir, 'groups'), '--static', join(repo, 'static'),
-    ], {stdio: ['ignore', 'ignore', 'pipe'], env: {...process.env, RUST_LOG: 'info,webrtc=warn'}});
-    const log = [];
-    const port = await new Promise((resolvePort, reject) => {
-        const timer = setTimeout(() => reject(new Error(`server did not start:\n${log.join('')}`)), 30000);
-        child.stderr.on('data', (chunk) => {
-            const text = chunk.toString();
-            log.push(text);
-            if (process.env.CINNABAR_TEST_LOG) process.stderr.write(`server: ${text}`);
-            const m = text.match(/listening on http:\/\/127\.0\.0\.1:(\d+)\//);
-            if (m) {
-                clearTimeout(timer);
-                resolvePort(Number(m[1]));
-            }
-        });
-        child.on('error', reject);
-        child.on('exit', (code) => reject(new Error(`server exited (${code}):\n${log.join('')}`)));
-    });
-    return {
-        url: `ws://127.0.0.1:${port}/calling?dialect=rtc-lib`,
-        stop() {
-            child.kill('SIGTERM');
-            rmSync(dir, {recursive: true, force: true});
-        },
-    };
+    const server = await start({args: ['--calling-rooms', 'any']});
+    return {url: `ws://127.0.0.1:${server.port}/calling?dialect=rtc-lib`, stop: () => server.stop()};
 }
 
 const clients = [];
@@ -201,7 +168,7 @@ for (const [name, run] of [
 for (const calling of clients) {
     await calling.close().catch(() => {});
 }
-server.stop();
+await server.stop();
 clearTimeout(watchdog);
 console.log(`${passed} passed, ${failed} failed`);
 // rtc-lib keeps its own liveness timers running after close.

@@ -2,20 +2,19 @@
 // HTTP), minijanus sessions over WebSocket or HTTP long polls, media from wrtc's synthetic
 // sources, and the browser globals naf-janus-adapter expects, stood in for in Node.
 
-import {spawn} from 'node:child_process';
-import {createSign} from 'node:crypto';
-import {mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import assert from 'node:assert/strict';
+import {createSign} from 'node:crypto';
+import {readFileSync} from 'node:fs';
 import Module, {createRequire} from 'node:module';
-import {tmpdir} from 'node:os';
-import {dirname, join, resolve} from 'node:path';
+import {dirname, join} from 'node:path';
 import {fileURLToPath} from 'node:url';
+
+import {eventually, repo, startServer as start} from './server.mjs';
+
+export {eventually};
 
 const require = createRequire(import.meta.url);
 const here = dirname(fileURLToPath(import.meta.url));
-export const repo = resolve(here, '..', '..');
-const binary = process.env.CINNABAR_BIN
-    || join(process.env.CARGO_TARGET_DIR || join(repo, 'target'), 'debug', 'cinnabar');
 
 // Never skipped: without its packages a test fails, saying how to get them.
 export let WebSocket, wrtc, minijanus;
@@ -33,69 +32,10 @@ export const OPEN_ROOM = JSON.stringify({
     'wildcard-user': {password: {type: 'wildcard'}, permissions: 'present'},
 });
 
-/**
- * Starts the server with these group files (name → JSON text), `data/config.json`
- * (an object) and extra files in the data directory; resolves once it listens.
- */
-export async function startServer({groups = {hub: OPEN_ROOM}, args = [], config, dataFiles = {}} = {}) {
-    const dir = mkdtempSync(join(tmpdir(), 'cinnabar-janus-'));
-    mkdirSync(join(dir, 'groups'));
-    mkdirSync(join(dir, 'data'));
-    for (const [name, text] of Object.entries(groups)) {
-        writeFileSync(join(dir, 'groups', `${name}.json`), text);
-    }
-    if (config) writeFileSync(join(dir, 'data', 'config.json'), JSON.stringify(config));
-    for (const [name, content] of Object.entries(dataFiles)) {
-        writeFileSync(join(dir, 'data', name), content);
-    }
-    const child = spawn(binary, [
-        '--http', '127.0.0.1:0', '--insecure', '--udp-range', '0',
-        '--data', join(dir, 'data'), '--groups', join(dir, 'groups'), '--static', join(repo, 'static'),
-        ...args,
-    ], {stdio: ['ignore', 'ignore', 'pipe'], env: {...process.env, RUST_LOG: process.env.CINNABAR_TEST_RUST_LOG || 'info,webrtc=warn'}});
-    const log = [];
-    const port = await new Promise((resolvePort, reject) => {
-        const timer = setTimeout(() => reject(new Error(`server did not start:\n${log.join('')}`)), 30000);
-        child.stderr.on('data', (chunk) => {
-            const text = chunk.toString();
-            log.push(text);
-            if (process.env.CINNABAR_TEST_LOG) process.stderr.write(`server: ${text}`);
-            const m = text.match(/listening on http:\/\/127\.0\.0\.1:(\d+)\//);
-            if (m) {
-                clearTimeout(timer);
-                resolvePort(Number(m[1]));
-            }
-        });
-        child.on('error', reject);
-        child.on('exit', (code) => reject(new Error(`server exited (${code}):\n${log.join('')}`)));
-    });
-    return {
-        port,
-        base: `http://127.0.0.1:${port}`,
-        janus: `ws://127.0.0.1:${port}/janus`,
-        log,
-        async stop() {
-            child.kill('SIGTERM');
-            await new Promise((r) => { child.once('exit', r); setTimeout(r, 5000); });
-            rmSync(dir, {recursive: true, force: true});
-        },
-    };
-}
-
-/** Waits until `check()` returns a truthy value; returns it. */
-export async function eventually(check, {timeout = 20000, interval = 100, what = 'condition'} = {}) {
-    const deadline = Date.now() + timeout;
-    let last;
-    for (;;) {
-        try {
-            last = await check();
-            if (last) return last;
-        } catch (e) {
-            last = e;
-        }
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
-        await new Promise((r) => setTimeout(r, interval));
-    }
+/** The server with an open room `hub`; `base` is its URL, `janus` its Janus WebSocket. */
+export async function startServer({groups = {hub: OPEN_ROOM}, ...options} = {}) {
+    const server = await start({groups, ...options});
+    return {...server, base: server.url, janus: `ws://127.0.0.1:${server.port}/janus`};
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

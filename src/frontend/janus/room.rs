@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::PROTOCOL;
 use super::plugin::{self, Message, Subscription};
 use super::protocol::{self, Envelope, Jsep, code};
-use super::session::{Down, Session, Up, User, UserKey, jsep};
+use super::session::{Down, Session, Up, User, UserKey, jsep, membership_of};
 use super::token::AuthKey;
 use super::transport::Reply;
 use super::users::{Change, MEMBER_MARK, RoomView, main_stream};
@@ -386,11 +386,7 @@ impl Session {
             );
         }
         let stream_id = handle.stream_id();
-        let membership = handle
-            .joined
-            .as_ref()
-            .and_then(|key| self.users.get(key))
-            .map(|u| &u.membership);
+        let membership = membership_of(&self.users, handle);
         let answer = match (membership, &handle.up) {
             (Some(membership), _) => {
                 let negotiated = membership

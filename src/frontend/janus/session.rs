@@ -163,6 +163,15 @@ impl Session {
             }
         }
         self.ctx.janus.sessions.remove(self.id);
+        // Requests that came after the end are answered: the session is gone.
+        requests.close();
+        while let Ok(request) = requests.try_recv() {
+            let error = request.envelope.error(
+                code::SESSION_NOT_FOUND,
+                format!("No such session {}", self.id),
+            );
+            request.reply.send(error.to_json());
+        }
         tracing::debug!(session = self.id, "Janus session over");
         // Handles and users drop here: connections close and users leave their rooms.
     }
@@ -317,11 +326,7 @@ impl Session {
         let up = std::mem::replace(&mut handle.up, Up::None);
         let down = handle.down.take();
         let stream_id = handle.stream_id();
-        let membership = handle
-            .joined
-            .as_ref()
-            .and_then(|key| self.users.get(key))
-            .map(|u| &u.membership);
+        let membership = membership_of(&self.users, handle);
         if let (Up::Published { .. }, Some(m)) = (&up, membership) {
             m.close_up(&stream_id);
         }
@@ -382,11 +387,7 @@ impl Session {
         let Some(handle) = self.handles.get_mut(&id) else {
             return;
         };
-        let membership = handle
-            .joined
-            .as_ref()
-            .and_then(|key| self.users.get(key))
-            .map(|u| &u.membership);
+        let membership = membership_of(&self.users, handle);
         let result = match (&handle.up, &handle.down, membership) {
             (_, Some(down), Some(m)) => m.add_candidate(&down.stream_id, candidate).await,
             (Up::Published { .. }, _, Some(m)) => {
@@ -498,6 +499,19 @@ impl Session {
             protocol::plugin_event(self.id, handle, Some(&envelope.transaction), data, jsep);
         self.emit(event);
     }
+}
+
+/// The membership a handle joined its room with (a function of the users, not the
+/// session, so that a handle of the same session can be borrowed meanwhile).
+pub(super) fn membership_of<'a>(
+    users: &'a HashMap<UserKey, User>,
+    handle: &Handle,
+) -> Option<&'a Membership> {
+    handle
+        .joined
+        .as_ref()
+        .and_then(|key| users.get(key))
+        .map(|u| &u.membership)
 }
 
 /// How long a session may be silent: `sessionTimeout` in the `janus` configuration.
