@@ -34,7 +34,6 @@ impl NtpClock {
     }
 
     /// A clock whose `base` instant is NTP time `base_ntp`, for tests.
-
     #[cfg(test)]
     pub fn with_base(base: Instant, base_ntp: u64) -> Self {
         NtpClock { base, base_ntp }
