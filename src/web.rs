@@ -246,7 +246,8 @@ type Serve = fn(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// The WebSocket endpoint `/<path>` of a frontend: checks the origin, limits messages to
-/// [`MAX_MESSAGE_SIZE`], and answers the subprotocol `protocol` when the frontend has one.
+/// [`MAX_MESSAGE_SIZE`], and answers the subprotocol `protocol` when the frontend has one
+/// and the client asked for it.
 fn websocket(
     site: &Arc<Site>,
     path: &'static str,

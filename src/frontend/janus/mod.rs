@@ -160,7 +160,8 @@ enum Origin<'a> {
 }
 
 /// Routes a validated request: root requests (`create`, `info`, `ping`) are answered
-/// here, the rest go to their session. Returns the HTTP queue of a session created here.
+/// here, the rest go to their session. A session created on a WebSocket is
+/// added to `created`, to end with the connection.
 async fn route(
     ctx: &Arc<Context>,
     envelope: Envelope,
