@@ -129,6 +129,14 @@ impl Janus {
         reply["plugindata"]["data"].clone()
     }
 
+    /// A new session with one handle attached: the client, the session and the handle.
+    async fn attached(server: &Server) -> (Janus, u64, u64) {
+        let mut janus = Janus::connect(server).await;
+        let session = janus.create().await;
+        let handle = janus.attach(session).await;
+        (janus, session, handle)
+    }
+
     /// A session with one handle joined to `room` as `user`.
     async fn joined(
         server: &Server,
@@ -136,9 +144,7 @@ impl Janus {
         user: &str,
         subscribe: Value,
     ) -> (Janus, u64, u64) {
-        let mut janus = Janus::connect(server).await;
-        let session = janus.create().await;
-        let handle = janus.attach(session).await;
+        let (mut janus, session, handle) = Janus::attached(server).await;
         let reply = janus
             .message(
                 session,
@@ -587,12 +593,7 @@ async fn one_user_per_room_and_session_however_many_handles() {
         .collect();
     assert_eq!(adds.len(), 1, "one person in the people list");
 
-    let (mut other, other_session, other_handle) = {
-        let mut j = Janus::connect(&server).await;
-        let s = j.create().await;
-        let h = j.attach(s).await;
-        (j, s, h)
-    };
+    let (mut other, other_session, other_handle) = Janus::attached(&server).await;
     let reply = other
         .message(
             other_session,
@@ -616,9 +617,7 @@ async fn room_size_server_size_and_rooms_made_on_the_fly() {
     .unwrap();
     let member = json!({"data": true});
     let (_first, _, _) = Janus::joined(&server, "hub", "first", member.clone()).await;
-    let mut second = Janus::connect(&server).await;
-    let session = second.create().await;
-    let handle = second.attach(session).await;
+    let (mut second, session, handle) = Janus::attached(&server).await;
     let join = |user: &str, room: &str, subscribe: &Value| json!({"kind": "join", "room_id": room, "user_id": user, "subscribe": subscribe});
     let reply = second
         .message(session, handle, join("second", "hub", &member))
@@ -635,9 +634,7 @@ async fn room_size_server_size_and_rooms_made_on_the_fly() {
         "--janus-rooms any makes rooms: {reply}"
     );
     let (_third, _, _) = Janus::joined(&server, "another", "third", member.clone()).await;
-    let mut fourth = Janus::connect(&server).await;
-    let session = fourth.create().await;
-    let handle = fourth.attach(session).await;
+    let (mut fourth, session, handle) = Janus::attached(&server).await;
     let reply = fourth
         .message(session, handle, join("fourth", "yet-another", &member))
         .await;

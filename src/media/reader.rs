@@ -93,17 +93,15 @@ impl Overflow {
     }
 }
 
-/// Silence after which the publisher is reported as not sending this track.
-const RECEIVING_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// The reader task of one up track: the only owner of its per-packet state.
 pub(super) struct Reader {
     track: Arc<UpTrack>,
     shared: Arc<Shared>,
     notify: EventSink,
-    /// When the last packet came, and whether "receiving" was reported since.
-    last_packet: Option<Instant>,
+    /// Whether "receiving" was reported, and the packet count at the last tick: a tick
+    /// (a second) without packets reports the publisher as not sending this track.
     receiving: bool,
+    packets_at_tick: u64,
     slow_link: SlowLink,
     video: bool,
     payload_type: u8,
@@ -161,8 +159,8 @@ impl Reader {
         shared.cache_created();
         Reader {
             notify,
-            last_packet: None,
             receiving: false,
+            packets_at_tick: 0,
             slow_link: SlowLink::default(),
             video,
             payload_type,
@@ -275,7 +273,6 @@ impl Reader {
         self.receiver_stats.on_packet(p.seq);
         self.rate.accumulate(len, now);
         self.packets += 1;
-        self.last_packet = Some(now);
         if !self.receiving {
             self.receiving = true;
             (self.notify)(MediaEvent::Receiving {
@@ -398,11 +395,9 @@ impl Reader {
     fn tick(&mut self, now: Instant) {
         let (bitrate, packet_rate) = self.rate.estimate(now);
         self.packet_rate = packet_rate;
-        if self.receiving
-            && self
-                .last_packet
-                .is_none_or(|at| now.saturating_duration_since(at) >= RECEIVING_TIMEOUT)
-        {
+        let silent = self.packets == self.packets_at_tick;
+        self.packets_at_tick = self.packets;
+        if self.receiving && silent {
             self.receiving = false;
             (self.notify)(MediaEvent::Receiving {
                 kind: self.track.kind,

@@ -40,6 +40,9 @@ use super::{
     parse_candidate, strip_simulcast,
 };
 
+/// A kind a subscriber asked for, and the publisher's track of that kind if it has one.
+type Choice = (MediaKind, Option<Arc<UpTrack>>);
+
 /// Data channels a publisher may open on one connection (Janus clients open two).
 const MAX_DATA_CHANNELS: usize = 16;
 /// Bytes a data channel may hold unsent before further messages to it are dropped.
@@ -264,20 +267,11 @@ impl UpStream {
         &self,
         selection: TrackSelection,
     ) -> Result<Vec<Arc<UpTrack>>, MediaError> {
-        if self.is_closed() {
-            return Err(MediaError::Closed);
-        }
-        let tracks = lock(&self.tracks);
-        let mut chosen = vec![];
-        if selection.audio {
-            chosen.extend(tracks.iter().find(|t| t.kind == MediaKind::Audio).cloned());
-        }
-        let mut video = tracks.iter().filter(|t| t.kind == MediaKind::Video);
-        match selection.video {
-            VideoSelection::None => {}
-            VideoSelection::High => chosen.extend(video.next().cloned()),
-            VideoSelection::Low => chosen.extend(video.next_back().cloned()),
-        }
+        let chosen: Vec<Arc<UpTrack>> = self
+            .choose(selection)?
+            .into_iter()
+            .filter_map(|(_, track)| track)
+            .collect();
         if chosen.is_empty() {
             return Err(MediaError::NothingToSend);
         }
@@ -292,28 +286,11 @@ impl UpStream {
         codecs: &[Codec],
         mut next_id: impl FnMut() -> u64,
     ) -> Result<Vec<Arc<DownTrack>>, MediaError> {
-        if self.is_closed() {
-            return Err(MediaError::Closed);
-        }
-        let tracks = lock(&self.tracks).clone();
-        let mut kinds = vec![];
-        if selection.audio {
-            kinds.push((
-                MediaKind::Audio,
-                tracks.iter().find(|t| t.kind == MediaKind::Audio),
-            ));
-        }
-        let mut video = tracks.iter().filter(|t| t.kind == MediaKind::Video);
-        match selection.video {
-            VideoSelection::None => {}
-            VideoSelection::High => kinds.push((MediaKind::Video, video.next())),
-            VideoSelection::Low => kinds.push((MediaKind::Video, video.next_back())),
-        }
         let mut slots = vec![];
-        for (kind, source) in kinds {
+        for (kind, source) in self.choose(selection)? {
             let index = slots.len();
             let track = match source {
-                Some(up) => DownTrack::new(next_id(), index, up),
+                Some(up) => DownTrack::new(next_id(), index, &up),
                 None => match codecs.iter().find(|c| c.kind() == kind) {
                     Some(&codec) => {
                         DownTrack::slot(next_id(), index, kind, codec, self.stream_label())
@@ -327,6 +304,27 @@ impl UpStream {
             return Err(MediaError::NothingToSend);
         }
         Ok(slots)
+    }
+
+    /// Each kind the selection asks for, with the track that serves it if there is one:
+    /// the first audio track, and the first (`High`) or last (`Low`) video track.
+    fn choose(&self, selection: TrackSelection) -> Result<Vec<Choice>, MediaError> {
+        if self.is_closed() {
+            return Err(MediaError::Closed);
+        }
+        let tracks = lock(&self.tracks);
+        let mut chosen = vec![];
+        if selection.audio {
+            let audio = tracks.iter().find(|t| t.kind == MediaKind::Audio);
+            chosen.push((MediaKind::Audio, audio.cloned()));
+        }
+        let mut video = tracks.iter().filter(|t| t.kind == MediaKind::Video);
+        match selection.video {
+            VideoSelection::None => {}
+            VideoSelection::High => chosen.push((MediaKind::Video, video.next().cloned())),
+            VideoSelection::Low => chosen.push((MediaKind::Video, video.next_back().cloned())),
+        }
+        Ok(chosen)
     }
 
     pub(crate) fn add_down(&self, down: &Arc<DownStream>) {
