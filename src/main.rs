@@ -49,11 +49,14 @@ struct Cli {
     /// Rooms Janus clients (/janus) may join or create: `existing` or `any`.
     #[arg(long, value_enum, default_value = "existing", value_name = "POLICY")]
     janus_rooms: Rooms,
+    /// Rooms Room Signals apps (/room-signals) may join or create: `existing` or `any`.
+    #[arg(long, value_enum, default_value = "existing", value_name = "POLICY")]
+    room_signals_rooms: Rooms,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
-/// `--gst-rooms`, `--calling-rooms` and `--janus-rooms`.
+/// `--gst-rooms`, `--calling-rooms`, `--janus-rooms` and `--room-signals-rooms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Rooms {
     Existing,
@@ -226,6 +229,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         calling: Default::default(),
         janus_rooms: cli.janus_rooms.into(),
         janus: Default::default(),
+        room_signals_rooms: cli.room_signals_rooms.into(),
+        room_signals: Default::default(),
     });
     let scheme = if cli.insecure { "http" } else { "https" };
     // Tests and scripts read this line to learn the port when `--http` asks for port 0.

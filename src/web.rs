@@ -17,7 +17,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Reply;
 
-use crate::frontend::{Context, MAX_MESSAGE_SIZE, calling, galene, gstreamer, janus};
+use crate::frontend::{Context, MAX_MESSAGE_SIZE, calling, galene, gstreamer, janus, room_signals};
 use crate::group::JoinError;
 
 /// The client's address, put into each request by the connection loop.
@@ -99,6 +99,9 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
         |socket, ctx, address| Box::pin(janus::serve(socket, ctx, address)),
     );
     let janus_http = janus_http(&site);
+    let room_signals = websocket(&site, "room-signals", None, |socket, ctx, address| {
+        Box::pin(room_signals::serve(socket, ctx, address))
+    });
 
     // GStreamer's signalling server answers this for load balancers and monitors.
     let health = warp::path!("health")
@@ -155,6 +158,8 @@ pub fn routes(ctx: Arc<Context>, static_dir: PathBuf, secure: bool) -> BoxedFilt
         .or(janus_ws)
         .unify()
         .or(janus_http)
+        .unify()
+        .or(room_signals)
         .unify()
         .or(health)
         .unify()

@@ -5,6 +5,7 @@ pub mod calling;
 pub mod galene;
 pub mod gstreamer;
 pub mod janus;
+pub mod room_signals;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,10 @@ pub struct Context {
     pub janus_rooms: RoomPolicy,
     /// What Janus connections share: the sessions and the token key.
     pub janus: janus::Janus,
+    /// Which rooms Room Signals apps may join or create (`--room-signals-rooms`).
+    pub room_signals_rooms: RoomPolicy,
+    /// The Room Signals rooms: their types and their sessions' roles.
+    pub room_signals: room_signals::Hub,
 }
 
 /// A peer that does not take a frame within this time is given up on.

@@ -407,6 +407,26 @@ impl Membership {
         replace: Option<&str>,
         offer_sdp: &str,
     ) -> Result<Negotiated, StreamError> {
+        self.publish_kinds(
+            id,
+            label,
+            replace,
+            offer_sdp,
+            &[MediaKind::Audio, MediaKind::Video],
+        )
+        .await
+    }
+
+    /// [`publish`](Self::publish) accepting only media of these kinds: the m-lines of
+    /// other kinds are refused (an audio-only room), now and when the stream renegotiates.
+    pub async fn publish_kinds(
+        &self,
+        id: &str,
+        label: &str,
+        replace: Option<&str>,
+        offer_sdp: &str,
+        kinds: &[MediaKind],
+    ) -> Result<Negotiated, StreamError> {
         let existing = {
             let state = self.group().state();
             let me = state.member(self.id()).ok_or(StreamError::NotMember)?;
@@ -429,10 +449,9 @@ impl Membership {
 
         let serial = next_serial();
         let sink = self.stream_sink(id, serial);
-        let (up, answer) = self
-            .media()
-            .publish(&self.media_codecs(), offer_sdp, sink)
-            .await?;
+        let mut codecs = self.media_codecs();
+        codecs.retain(|c| kinds.contains(&c.kind()));
+        let (up, answer) = self.media().publish(&codecs, offer_sdp, sink).await?;
         self.install(id, label, replace, up, serial)?;
         Ok(Negotiated {
             serial,
@@ -725,6 +744,15 @@ impl Membership {
             .filter(|p| &p.info.owner == owner)
             .map(|p| p.info.clone())
             .collect()
+    }
+
+    /// Stops (or resumes) forwarding one kind of media of this client's stream `id` to
+    /// all its subscribers: the publisher turned its camera or microphone off.
+    pub fn hold(&self, id: &str, kind: MediaKind, held: bool) -> Result<(), StreamError> {
+        self.own_up(id)
+            .ok_or(StreamError::UnknownStream)?
+            .hold(kind, held);
+        Ok(())
     }
 
     /// Whether this client publishes a stream with this id.

@@ -115,6 +115,11 @@ pub(super) struct Reader {
     keyframes: KeyframeLimiter,
     nacks: NackAggregator,
     downs: Vec<DownEntry>,
+    /// Forwarding is held (the publisher turned this track off).
+    held: bool,
+    /// Forwarding resumed after a hold: video waits for a keyframe, so subscribers do
+    /// not get frames they cannot decode.
+    awaiting_keyframe: bool,
     next_tick: Instant,
     out: Vec<RtcpPacket>,
     packets: u64,
@@ -178,6 +183,8 @@ impl Reader {
             keyframes: KeyframeLimiter::new(KEYFRAME_INTERVAL),
             nacks: NackAggregator::new(NACK_AGGREGATION_DELAY),
             downs: vec![],
+            held: track.held.load(Ordering::Relaxed),
+            awaiting_keyframe: false,
             next_tick: Instant::now() + Duration::from_secs(1),
             out: vec![],
             packets: 0,
@@ -284,6 +291,10 @@ impl Reader {
             self.keyframe_count += 1;
             self.keyframes.keyframe_received();
         }
+        if self.held || (self.awaiting_keyframe && !keyframe) {
+            return;
+        }
+        self.awaiting_keyframe = false;
         let video = self.video;
         self.downs.retain_mut(|d| d.forward(&p, video));
     }
@@ -325,7 +336,7 @@ impl Reader {
                 if self.downs.iter().any(|d| d.track.id == track.id) {
                     return;
                 }
-                if self.video {
+                if self.video && !self.held && !self.awaiting_keyframe {
                     match self.cache.keyframe_replay() {
                         Some(packets) => {
                             for p in packets {
@@ -356,6 +367,14 @@ impl Reader {
                 }
             }
             UpCtl::Keyframe => self.request_keyframe(now),
+            UpCtl::Hold(held) if held != self.held => {
+                self.held = held;
+                if !held && self.video {
+                    self.awaiting_keyframe = true;
+                    self.request_keyframe(now);
+                }
+            }
+            UpCtl::Hold(_) => {}
         }
     }
 

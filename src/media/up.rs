@@ -68,6 +68,8 @@ pub struct UpStream {
     /// Our SSRC in the RTCP we send upstream.
     rtcp_ssrc: u32,
     negotiation: tokio::sync::Mutex<()>,
+    /// The kinds the publisher asked us not to forward (see [`UpStream::hold`]).
+    held: Mutex<Vec<MediaKind>>,
 }
 
 /// The publisher's last sender report.
@@ -95,6 +97,9 @@ pub(crate) struct UpTrack {
     pub(super) down_rates: Mutex<Vec<Arc<DownRate>>>,
     pub(super) stats: Mutex<UpTrackStats>,
     pub(super) cached_bytes: AtomicUsize,
+    /// Whether the publisher asked us not to forward it (read when the reader starts;
+    /// later changes reach the reader as [`UpCtl::Hold`]).
+    pub(super) held: AtomicBool,
 }
 
 /// Requests to an up track's reader task.
@@ -106,6 +111,8 @@ pub(crate) enum UpCtl {
     Nack(Arc<DownTrack>, Vec<u16>),
     /// A subscriber wants a keyframe.
     Keyframe,
+    /// Stop forwarding this track (`true`), or forward it again from a keyframe.
+    Hold(bool),
 }
 
 impl UpTrack {
@@ -137,6 +144,7 @@ impl UpTrack {
                 subscribers: 0,
             }),
             cached_bytes: AtomicUsize::new(0),
+            held: AtomicBool::new(false),
         }
     }
 
@@ -180,6 +188,7 @@ pub(super) async fn publish(
         cancel: CancellationToken::new(),
         rtcp_ssrc: rand::random(),
         negotiation: tokio::sync::Mutex::new(()),
+        held: Mutex::new(vec![]),
     });
     lock(&shared.ups).insert(id, Arc::downgrade(&up));
     up.wire_callbacks(&pc);
@@ -231,6 +240,24 @@ impl UpStream {
         }
         lock(&self.codecs).retain(|c| allowed.contains(c));
         Ok(())
+    }
+
+    /// Stops forwarding the publisher's media of one kind to every subscriber (`true`:
+    /// the publisher turned its camera or microphone off), or resumes it, video from a
+    /// keyframe. Holds across renegotiations, for tracks added later too.
+    pub fn hold(&self, kind: MediaKind, held: bool) {
+        {
+            let mut kinds = lock(&self.held);
+            kinds.retain(|k| *k != kind);
+            if held {
+                kinds.push(kind);
+            }
+        }
+        for track in lock(&self.tracks).iter().filter(|t| t.kind == kind) {
+            if track.held.swap(held, Ordering::Relaxed) != held {
+                track.send(UpCtl::Hold(held));
+            }
+        }
     }
 
     /// The negotiated tracks, in m-line order.
@@ -613,6 +640,7 @@ impl UpStream {
             .await
             .ok_or_else(|| MediaError::Internal("no local description".to_owned()))?
             .sdp;
+        let held = lock(&self.held).clone();
         let mut tracks = lock(&self.tracks);
         let label = self.stream_label();
         let updated: Vec<Arc<UpTrack>> = chosen
@@ -620,7 +648,11 @@ impl UpStream {
             .map(|(mid, kind, codec)| {
                 match tracks.iter().find(|t| t.mid == mid && t.codec == codec) {
                     Some(t) => t.clone(),
-                    None => Arc::new(UpTrack::new(mid, kind, codec, label.clone())),
+                    None => {
+                        let track = UpTrack::new(mid, kind, codec, label.clone());
+                        track.held.store(held.contains(&kind), Ordering::Relaxed);
+                        Arc::new(track)
+                    }
                 }
             })
             .collect();
