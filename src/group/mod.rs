@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use crate::media::{
-    DataPayload, EventSink, Layout, MediaEvent, MediaKind, TrackSelection, VideoSelection,
-    check_sdp,
+    DataPayload, EventSink, Layout, MediaError, MediaEvent, MediaKind, TrackSelection,
+    VideoSelection, check_sdp,
 };
 pub use chat::{ChatMessage, ClearChat};
 pub use client::Direction;

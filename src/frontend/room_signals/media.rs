@@ -9,7 +9,7 @@ use super::protocol::{Channel, Refusal, Signal, Target, code, frame};
 use super::room::not_here;
 use super::{End, Session, Watch};
 use crate::group::{
-    ClientId, Direction, Layout, MediaEvent, MediaKind, StreamError, TrackSelection,
+    ClientId, Direction, Layout, MediaError, MediaEvent, MediaKind, StreamError, TrackSelection,
     VideoSelection, check_sdp,
 };
 
@@ -31,7 +31,7 @@ fn media_refusal(error: StreamError) -> Refusal {
         StreamError::UnknownStream => {
             Refusal::new(code::RECIPIENT_NOT_MEMBER, "no such stream in the room")
         }
-        StreamError::Media(crate::media::MediaError::InvalidSdp(why)) => {
+        StreamError::Media(MediaError::InvalidSdp(why)) => {
             Refusal::invalid(format!("invalid SDP: {why}"))
         }
         other => Refusal::new(code::INTERNAL_SERVER_ERROR, other.to_string()),

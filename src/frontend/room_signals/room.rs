@@ -49,6 +49,8 @@ impl Session {
             .registry
             .get(&rid)
             .is_ok_and(|g| g.client_count() > 0);
+        let id = ClientId::new(&session)
+            .ok_or_else(|| Refusal::invalid("\"ss.sessionId\" is not a valid id"))?;
         let (notices, notices_rx) = mpsc::unbounded_channel();
         let ctx = self.ctx.clone();
         let hub = &ctx.room_signals;
@@ -63,8 +65,6 @@ impl Session {
             audio,
             notices,
         })?;
-        let id = ClientId::new(&session)
-            .ok_or_else(|| Refusal::invalid("\"ss.sessionId\" is not a valid id"))?;
         let (client, queue) = ClientHandle::new(ClientInfo {
             id,
             protocol: PROTOCOL,
