@@ -65,6 +65,50 @@ export async function join(page, server, {group = 'demo', username, password = '
     await page.getByRole('button', {name: 'Join'}).click();
 }
 
+/**
+ * Makes the page note when its `joined` (kind `join`) arrives, as `window.joinedAt`
+ * (performance.now()); call before the page loads the client.
+ */
+export async function noteJoinTime(page) {
+    await page.addInitScript(() => {
+        const NativeWebSocket = window.WebSocket;
+        window.WebSocket = class extends NativeWebSocket {
+            constructor(...args) {
+                super(...args);
+                this.addEventListener('message', (e) => {
+                    if (window.joinedAt !== undefined || typeof e.data !== 'string') return;
+                    try {
+                        const m = JSON.parse(e.data);
+                        if (m.type === 'joined' && m.kind === 'join') window.joinedAt = performance.now();
+                    } catch { /* not JSON: not ours to judge */ }
+                });
+            }
+        };
+    });
+}
+
+/**
+ * Milliseconds from the page's `joined` (see noteJoinTime) to the first decoded frame of
+ * `source`'s video, polled every 5 ms in the page.
+ */
+export async function firstFrameAfterJoin(page, source, timeout = 20000) {
+    return page.evaluate(async ({source, timeout}) => {
+        const started = performance.now();
+        while (performance.now() - started < timeout) {
+            for (const stream of window.cinnabar.connection.down.values()) {
+                if (stream.source !== source) continue;
+                let decoded = 0;
+                (await stream.pc.getStats()).forEach((r) => {
+                    if (r.type === 'inbound-rtp' && r.kind === 'video') decoded += r.framesDecoded || 0;
+                });
+                if (decoded > 0 && window.joinedAt !== undefined) return performance.now() - window.joinedAt;
+            }
+            await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        throw new Error(`no frame of ${source} decoded within ${timeout} ms`);
+    }, {source, timeout});
+}
+
 /** Statistics of the streams a page receives, by kind, summed over its connections. */
 export async function inboundStats(page) {
     return page.evaluate(async () => {

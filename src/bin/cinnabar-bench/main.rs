@@ -241,6 +241,7 @@ async fn start_client(
             return Err(format!("{id}: the publisher's connection did not come up"));
         }
         times.ice_connected = Some(begin.elapsed());
+        times.published = Some((format!("{id}-s"), Instant::now()));
         p.start();
         publisher = Some(p);
     }

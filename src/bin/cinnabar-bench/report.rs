@@ -1,7 +1,7 @@
 //! What a run measured: snapshots during the run, the progress line, and the final table
 //! and JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,9 @@ pub struct ClientTimes {
     pub offer_answered: Option<Duration>,
     /// A publisher's connection up.
     pub ice_connected: Option<Duration>,
+    /// The stream this client publishes, and when its connection came up: its
+    /// subscribers' join phases count from then if they were there before.
+    pub published: Option<(String, Instant)>,
 }
 
 /// Counters at one moment.
@@ -126,6 +129,11 @@ impl Report {
         let mut duplicates = Vec::new();
         let mut subscriptions = 0;
         let mut phases: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+        let stream_up: HashMap<&str, Instant> = running
+            .iter()
+            .filter_map(|r| r.times.published.as_ref())
+            .map(|(id, at)| (id.as_str(), *at))
+            .collect();
         for r in running {
             let t0 = r.times.start;
             for (name, value) in [
@@ -140,7 +148,15 @@ impl Report {
             }
             for (id, subscriber) in r.client.subscribers() {
                 subscriptions += 1;
-                let since = |i: Option<Instant>| i.zip(t0).map(|(i, t0)| i.duration_since(t0));
+                // From when both ends were there: a subscriber waiting for a publisher
+                // that joins later is not waiting for the server.
+                let origin = match (t0, stream_up.get(id.as_str())) {
+                    (Some(t0), Some(&up)) => Some(t0.max(up)),
+                    (t0, _) => t0,
+                };
+                let since = |i: Option<Instant>| {
+                    i.zip(origin).map(|(i, t0)| i.saturating_duration_since(t0))
+                };
                 if let Some(times) = r.client.subscription_times(&id) {
                     if let Some(d) = since(times.answered) {
                         phases.entry("offer_answered").or_default().push(d);

@@ -523,6 +523,13 @@ impl AgentInternal {
     pub(crate) async fn add_remote_candidate(&self, c: &Arc<dyn Candidate + Send + Sync>) {
         let network_type = c.network_type();
 
+        // Cinnabar patch: a signalled candidate replaces the peer-reflexive one learnt
+        // from the same address (see `replace_peer_reflexive`).
+        if self.replace_peer_reflexive(c).await {
+            self.request_connectivity_check();
+            return;
+        }
+
         {
             let mut remote_candidates = self.remote_candidates.lock().await;
             if let Some(cands) = remote_candidates.get(&network_type) {
@@ -553,6 +560,87 @@ impl AgentInternal {
         }
 
         self.request_connectivity_check();
+    }
+
+    /// Cinnabar patch. A peer's first connectivity check often arrives before the
+    /// candidate it trickles for the same address, so that address is first known as a
+    /// peer-reflexive candidate. Remote candidates are looked up by address, so every
+    /// response from that address is credited to the peer-reflexive candidate's pairs and
+    /// the signalled candidate's pairs never succeed: the connection waits for
+    /// `prflx_acceptance_min_wait` (1 s) before it may nominate. As RFC 8445 §7.2.5.3.1
+    /// has the peer-reflexive candidate's type updated when the candidate is signalled,
+    /// the signalled candidate takes its place here, in the remote list and in its pairs
+    /// (keeping their state). A candidate in the selected or nominated pair is left alone.
+    /// Returns whether `c` replaced one.
+    async fn replace_peer_reflexive(&self, c: &Arc<dyn Candidate + Send + Sync>) -> bool {
+        if c.candidate_type() == CandidateType::PeerReflexive {
+            return false;
+        }
+        let network_type = c.network_type();
+        let same_address = |r: &Arc<dyn Candidate + Send + Sync>| {
+            r.candidate_type() == CandidateType::PeerReflexive
+                && r.address() == c.address()
+                && r.port() == c.port()
+                && r.component() == c.component()
+        };
+        // One lock at a time: other paths take these locks in other orders.
+        let prflx = {
+            let remote_candidates = self.remote_candidates.lock().await;
+            let found = remote_candidates
+                .get(&network_type)
+                .and_then(|cands| cands.iter().find(|r| same_address(r)).cloned());
+            match found {
+                Some(prflx) => prflx,
+                None => return false,
+            }
+        };
+        let in_use = |p: &Option<Arc<CandidatePair>>| {
+            p.as_ref().is_some_and(|p| p.remote.equal(&*prflx))
+        };
+        if in_use(&self.agent_conn.get_selected_pair())
+            || in_use(&*self.nominated_pair.lock().await)
+        {
+            return false;
+        }
+        {
+            let mut remote_candidates = self.remote_candidates.lock().await;
+            let Some(slot) = remote_candidates
+                .get_mut(&network_type)
+                .and_then(|cands| cands.iter_mut().find(|r| r.equal(&*prflx)))
+            else {
+                return false;
+            };
+            *slot = c.clone();
+        }
+        let mut checklist = self.agent_conn.checklist.lock().await;
+        for pair in checklist.iter_mut() {
+            if pair.remote.equal(&*prflx) {
+                let replaced = CandidatePair::new(
+                    pair.local.clone(),
+                    c.clone(),
+                    self.is_controlling.load(Ordering::SeqCst),
+                );
+                replaced
+                    .state
+                    .store(pair.state.load(Ordering::SeqCst), Ordering::SeqCst);
+                replaced.binding_request_count.store(
+                    pair.binding_request_count.load(Ordering::SeqCst),
+                    Ordering::SeqCst,
+                );
+                replaced.nominate_on_binding_success.store(
+                    pair.nominate_on_binding_success.load(Ordering::SeqCst),
+                    Ordering::SeqCst,
+                );
+                *pair = Arc::new(replaced);
+            }
+        }
+        log::debug!(
+            "[{}]: signalled candidate {} replaces peer-reflexive {}",
+            self.get_name(),
+            c,
+            prflx
+        );
+        true
     }
 
     pub(crate) async fn add_candidate(

@@ -159,6 +159,30 @@ impl AgentInternal {
         }
     }
 
+    /// Cinnabar patch: what `contact_candidates` of the controlling selector does on its
+    /// tick when nothing is nominated yet, for use as soon as a check succeeds.
+    async fn nominate_best_valid_pair(&self) {
+        if self.nominated_pair.lock().await.is_some() {
+            return;
+        }
+        let Some(p) = self.agent_conn.get_best_valid_candidate_pair().await else {
+            return;
+        };
+        if !(self.is_nominatable(&p.local) && self.is_nominatable(&p.remote)) {
+            return;
+        }
+        log::trace!("Nominatable pair valid, nominating ({}, {})", p.local, p.remote);
+        {
+            let mut nominated_pair = self.nominated_pair.lock().await;
+            if nominated_pair.is_some() {
+                return;
+            }
+            p.nominated.store(true, Ordering::SeqCst);
+            *nominated_pair = Some(p);
+        }
+        self.nominate_pair().await;
+    }
+
     pub(crate) async fn start(&self) {
         if self.is_controlling.load(Ordering::SeqCst) {
             ControllingSelector::start(self).await;
@@ -335,6 +359,10 @@ impl ControllingSelector for AgentInternal {
                 );
                 if pending_request.is_use_candidate && selected_pair_is_none {
                     self.set_selected_pair(Some(Arc::clone(&p))).await;
+                } else if selected_pair_is_none {
+                    // Cinnabar patch: nominate as soon as a check makes a nominatable
+                    // pair valid, rather than at the next check interval (200 ms).
+                    self.nominate_best_valid_pair().await;
                 }
             } else {
                 // This shouldn't happen
