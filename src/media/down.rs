@@ -19,6 +19,7 @@ use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 
 use super::downtrack::{DownTrack, Writer, read_rtcp};
+use super::sendpath::{self, Route};
 use super::up::{UpCtl, UpStream};
 use super::{
     DownStreamStats, EventSink, MediaError, MediaEvent, Shared, StreamId, TrackInfo,
@@ -157,12 +158,17 @@ impl DownStream {
             RTCPeerConnectionState::Connected
                 if !self.connected.swap(true, Ordering::Relaxed) && !self.is_closed() =>
             {
-                // Start forwarding only now: packets sent before the
-                // connection is up would be lost.
-                if !self.paused.load(Ordering::Relaxed) {
-                    self.attach_all();
-                }
-                self.emit(MediaEvent::Connected);
+                // Start forwarding only now: packets sent before the connection is up
+                // would be lost. Our own send path first, so that every RTP packet of
+                // the connection goes one way (two SRTP contexts would disagree).
+                let down = self.clone();
+                self.shared.spawn(async move {
+                    down.open_route().await;
+                    if !down.paused.load(Ordering::Relaxed) && !down.is_closed() {
+                        down.attach_all();
+                    }
+                    down.emit(MediaEvent::Connected);
+                });
             }
             RTCPeerConnectionState::Failed if !self.is_closed() => {
                 self.emit(MediaEvent::Failed);
@@ -173,6 +179,37 @@ impl DownStream {
             }
             _ => {}
         }
+    }
+
+    /// Sets up our own send path (see `sendpath`) when the connection is on the shared
+    /// socket, and follows the selected candidate pair when it changes (ICE restart).
+    async fn open_route(self: &Arc<Self>) {
+        let (Some(socket), Ok(pc)) = (self.shared.rtp_socket.clone(), self.pc()) else {
+            return;
+        };
+        let Some(route) = Route::of(&pc, &socket).await else {
+            return;
+        };
+        tracing::debug!(stream = %self.id, dest = %route.dest, "our own send path");
+        for t in &self.tracks {
+            t.route.store(Some(Arc::new(route.clone())));
+        }
+        let weak = Arc::downgrade(self);
+        let dtls = pc.sctp().transport();
+        dtls.ice_transport().on_selected_candidate_pair_change(Box::new(move |_| {
+            let (weak, route, socket) = (weak.clone(), route.clone(), socket.clone());
+            Box::pin(async move {
+                let Some(down) = weak.upgrade() else { return };
+                let Ok(pc) = down.pc() else { return };
+                let route = sendpath::destination(&pc, &socket)
+                    .await
+                    .map(|dest| Arc::new(route.to(dest)));
+                tracing::debug!(stream = %down.id, dest = ?route.as_ref().map(|r| r.dest), "send path follows the selected pair");
+                for t in &down.tracks {
+                    t.route.store(route.clone());
+                }
+            })
+        }));
     }
 
     /// Add the tracks, start their tasks and make the offer.

@@ -36,6 +36,7 @@ use super::rate::{
     DEFAULT_LOSS_RATE, LossEstimator, REPORT_TIMEOUT, RateEstimator, subscriber_limit,
 };
 use super::rtcp::{NtpClock, SlowLink, rtt_from_report};
+use super::sendpath::{Route, SendError, Sender};
 use super::up::{UpCtl, UpTrack};
 use super::{DownTrackStats, EventSink, MediaEvent, lock, rtp_codec_type};
 
@@ -72,6 +73,8 @@ pub(crate) struct DownTrack {
     /// The up track this one forwards; empty for a slot not filled yet.
     up: Mutex<Weak<UpTrack>>,
     binding: ArcSwapOption<Binding>,
+    /// Our own send path, once the connection is up on the shared socket.
+    pub(super) route: ArcSwapOption<Route>,
     pub queue: mpsc::Sender<DownItem>,
     pub(super) queue_rx: Mutex<Option<mpsc::Receiver<DownItem>>>,
     ctl: mpsc::UnboundedSender<DownCtl>,
@@ -212,6 +215,7 @@ impl DownTrack {
             codec,
             up: Mutex::new(Weak::new()),
             binding: ArcSwapOption::empty(),
+            route: ArcSwapOption::empty(),
             queue,
             queue_rx: Mutex::new(Some(queue_rx)),
             ctl,
@@ -360,6 +364,8 @@ pub(super) struct Writer {
     retransmitted: u64,
     /// The last packet sent: its (publisher) timestamp and when.
     last: Option<(u32, Instant)>,
+    /// Our own send path (see `sendpath`), once the connection has a route.
+    sender: Option<Sender>,
 }
 
 impl Writer {
@@ -383,6 +389,7 @@ impl Writer {
             octets: 0,
             retransmitted: 0,
             last: None,
+            sender: None,
         }
     }
 
@@ -433,7 +440,7 @@ impl Writer {
             return;
         };
         let now = Instant::now();
-        if binding.writer.write_rtp(&packet).await.is_err() {
+        if !self.send(&packet).await {
             return;
         }
         self.packets = self.packets.wrapping_add(1);
@@ -443,6 +450,41 @@ impl Writer {
             self.retransmitted += 1;
         } else if self.last.is_none_or(|(ts, _)| timestamp != ts) {
             self.last = Some((timestamp, now));
+        }
+    }
+
+    /// Sends a packet: on our own path if the connection has a route, through
+    /// webrtc-rs otherwise. Returns whether it went out.
+    async fn send(&mut self, packet: &Packet) -> bool {
+        let route = self.track.route.load();
+        let Some(route) = route.as_deref() else {
+            return match &self.binding {
+                Some(binding) => binding.writer.write_rtp(packet).await.is_ok(),
+                None => false,
+            };
+        };
+        let ready = match &mut self.sender {
+            Some(sender) if sender.dest() == route.dest => Ok(()),
+            Some(sender) => sender.update(route),
+            None => Sender::new(route.clone()).map(|s| self.sender = Some(s)),
+        };
+        if let Err(error) = ready {
+            tracing::debug!(track = %self.track.track_id, "no SRTP context: {error}");
+            return false;
+        }
+        let Some(sender) = &mut self.sender else {
+            return false;
+        };
+        match sender.send(&packet.header, &packet.payload) {
+            Ok(()) => true,
+            Err(SendError::WouldBlock) => {
+                self.track.rate.count_drop();
+                false
+            }
+            Err(SendError::Failed(error)) => {
+                tracing::trace!(track = %self.track.track_id, "send failed: {error}");
+                false
+            }
         }
     }
 

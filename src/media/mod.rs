@@ -79,6 +79,7 @@ mod packetmap;
 mod rate;
 mod reader;
 mod rtcp;
+mod sendpath;
 mod stats;
 mod up;
 
@@ -300,6 +301,9 @@ pub(crate) struct Shared {
     downs: Mutex<HashMap<StreamId, Weak<DownStream>>>,
     clock: rtcp::NtpClock,
     rtc_config: RTCConfiguration,
+    /// The socket shared by every connection (mux mode), on which subscribers' RTP goes
+    /// out through our own send path (`sendpath`).
+    rtp_socket: Option<Arc<tokio::net::UdpSocket>>,
 }
 
 /// Locks a std mutex, ignoring poisoning: our critical sections leave the
@@ -360,7 +364,7 @@ pub struct Media {
 
 impl Media {
     pub async fn new(config: MediaConfig) -> Result<Arc<Media>, MediaError> {
-        let (udp, mux, udp_port) = match config.udp {
+        let (udp, mux, udp_port, rtp_socket) = match config.udp {
             UdpConfig::Mux { port } => {
                 let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
                 let socket = tokio::net::UdpSocket::bind(addr)
@@ -370,13 +374,20 @@ impl Media {
                     .local_addr()
                     .map_err(|e| MediaError::Socket(e.to_string()))?
                     .port();
-                let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
-                (UDPNetwork::Muxed(mux.clone()), Some(mux), Some(port))
+                let socket = Arc::new(socket);
+                let mux =
+                    UDPMuxDefault::new(UDPMuxParams::new(sendpath::MuxSocket(socket.clone())));
+                (
+                    UDPNetwork::Muxed(mux.clone()),
+                    Some(mux),
+                    Some(port),
+                    Some(socket),
+                )
             }
             UdpConfig::Range { min, max } => {
                 let range = EphemeralUDP::new(min, max)
                     .map_err(|e| MediaError::Socket(format!("port range {min}-{max}: {e}")))?;
-                (UDPNetwork::Ephemeral(range), None, None)
+                (UDPNetwork::Ephemeral(range), None, None, None)
             }
         };
         let rtc_config = RTCConfiguration {
@@ -401,6 +412,7 @@ impl Media {
                 downs: Mutex::new(HashMap::new()),
                 clock: rtcp::NtpClock::new(),
                 rtc_config,
+                rtp_socket,
             }),
             udp,
             mux,

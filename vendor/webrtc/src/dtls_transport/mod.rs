@@ -180,6 +180,31 @@ impl RTCDtlsTransport {
         remote_certificate.clone()
     }
 
+    /// Cinnabar patch: the SRTP protection profile and the local master key and salt
+    /// negotiated through DTLS (the keys `start_srtp` gives its session), so that an
+    /// application can encrypt RTP itself on its own send path.
+    pub async fn srtp_local_keys(&self) -> Result<(ProtectionProfile, Vec<u8>, Vec<u8>)> {
+        let profile = *self.srtp_protection_profile.lock().await;
+        let Some(conn) = self.conn().await else {
+            return Err(Error::ErrDtlsTransportNotStarted);
+        };
+        let mut config = srtp::config::Config {
+            profile,
+            ..Default::default()
+        };
+        config
+            .extract_session_keys_from_dtls(
+                conn.connection_state().await,
+                self.role().await == DTLSRole::Client,
+            )
+            .await?;
+        Ok((
+            profile,
+            config.keys.local_master_key,
+            config.keys.local_master_salt,
+        ))
+    }
+
     pub(crate) async fn start_srtp(&self) -> Result<()> {
         let profile = {
             let srtp_protection_profile = self.srtp_protection_profile.lock().await;
