@@ -28,6 +28,12 @@ async fn forwards_every_packet_to_two_subscribers() {
     assert_eq!(sent.video_frames, frames);
     assert_eq!(sent.audio_packets, audio_packets);
     for (i, sub) in subs.iter().enumerate() {
+        // Sent on our own send path, encrypted with the connection's SRTP keys: the
+        // subscriber (a real webrtc-rs peer) decrypts every packet.
+        assert!(
+            sub.down.on_own_send_path(),
+            "subscriber {i} on our send path"
+        );
         wait_for("every packet at the subscriber", || {
             let s = sub.peer.stats();
             s.track(Kind::Video)
@@ -446,6 +452,7 @@ async fn ice_restart_and_renegotiation_keep_media_flowing() {
     publisher.peer.start();
     let video_packets = || sub.peer.stats().track(Kind::Video).map_or(0, |t| t.packets);
     wait_for("video", || video_packets() > 0).await;
+    assert!(sub.down.on_own_send_path(), "on our own send path");
     // The subscriber's connection restarts ICE.
     let offer = sub.down.restart_ice().await.expect("restart");
     assert_ne!(
@@ -460,6 +467,10 @@ async fn ice_restart_and_renegotiation_keep_media_flowing() {
         video_packets() > after + 30
     })
     .await;
+    assert!(
+        sub.down.on_own_send_path(),
+        "still on our own send path after the restart"
+    );
     // The publisher renegotiates.
     let offer = publisher.peer.offer().await.expect("offer");
     let answer = publisher.up.renegotiate(&offer).await.expect("renegotiate");

@@ -286,6 +286,12 @@ impl DownStream {
         filled
     }
 
+    /// Whether the connection's RTP goes out on our own send path (see `sendpath`): once
+    /// it is up on the shared socket.
+    pub fn on_own_send_path(&self) -> bool {
+        self.tracks.iter().any(|t| t.route.load().is_some())
+    }
+
     /// Suspends forwarding (`true`) or resumes it, starting again from a keyframe.
     pub fn set_paused(&self, paused: bool) {
         if self.paused.swap(paused, Ordering::Relaxed) == paused {
@@ -384,6 +390,7 @@ impl DownStream {
         }
         self.cancel.cancel();
         for t in &self.tracks {
+            t.route.store(None);
             t.send_up(UpCtl::RemoveDown(t.id));
         }
         let pc = lock(&self.pc).take();

@@ -75,6 +75,7 @@ pub(crate) struct DownTrack {
     binding: ArcSwapOption<Binding>,
     /// Our own send path, once the connection is up on the shared socket.
     pub(super) route: ArcSwapOption<Route>,
+    outgoing: Mutex<Outgoing>,
     pub queue: mpsc::Sender<DownItem>,
     pub(super) queue_rx: Mutex<Option<mpsc::Receiver<DownItem>>>,
     ctl: mpsc::UnboundedSender<DownCtl>,
@@ -216,6 +217,7 @@ impl DownTrack {
             up: Mutex::new(Weak::new()),
             binding: ArcSwapOption::empty(),
             route: ArcSwapOption::empty(),
+            outgoing: Mutex::new(Outgoing::new()),
             queue,
             queue_rx: Mutex::new(Some(queue_rx)),
             ctl,
@@ -347,16 +349,10 @@ impl Rewriter {
     }
 }
 
-/// The writer task of a down track: seqno map, header rewrite, SR.
-pub(super) struct Writer {
-    track: Arc<DownTrack>,
-    pc: Arc<RTCPeerConnection>,
-    clock: NtpClock,
-    notify: EventSink,
-    /// NACKed packets counted at the last slow-link check, and when.
-    nacks_checked: (u64, Instant),
-    slow_link: SlowLink,
-    binding: Option<Arc<Binding>>,
+/// What is sent on a down track, shared by the up track's reader (which sends on our own
+/// path inline) and the track's writer task (webrtc-rs's path, sender reports): the
+/// seqno map, the counters for the SR and our SRTP sender.
+pub(super) struct Outgoing {
     rewriter: Rewriter,
     rate: RateEstimator,
     packets: u32,
@@ -366,6 +362,86 @@ pub(super) struct Writer {
     last: Option<(u32, Instant)>,
     /// Our own send path (see `sendpath`), once the connection has a route.
     sender: Option<Sender>,
+}
+
+impl Outgoing {
+    pub(super) fn new() -> Self {
+        Outgoing {
+            rewriter: Rewriter::new(rand::random(), rand::random()),
+            rate: RateEstimator::new(Duration::from_secs(1)),
+            packets: 0,
+            octets: 0,
+            retransmitted: 0,
+            last: None,
+            sender: None,
+        }
+    }
+
+    fn count(&mut self, len: usize, timestamp: u32, retransmit: bool, now: Instant) {
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(len as u32);
+        self.rate.accumulate(len, now);
+        if retransmit {
+            self.retransmitted += 1;
+        } else if self.last.is_none_or(|(ts, _)| timestamp != ts) {
+            self.last = Some((timestamp, now));
+        }
+    }
+}
+
+impl DownTrack {
+    /// Sends a packet on our own path, if the connection has one (see `sendpath`): the
+    /// up track's reader calls this for every subscriber in turn, without a task hand-off.
+    /// Returns `false` when there is no route, and the packet must go to the writer.
+    pub(super) fn send_direct(&self, p: &CachedPacket, retransmit: bool) -> bool {
+        let route = self.route.load();
+        let Some(route) = route.as_deref() else {
+            return false;
+        };
+        let Some(binding) = self.binding.load_full() else {
+            return true;
+        };
+        let mut out = lock(&self.outgoing);
+        let ready = match &mut out.sender {
+            Some(sender) if sender.dest() == route.dest => Ok(()),
+            Some(sender) => sender.update(route),
+            None => Sender::new(route.clone()).map(|s| out.sender = Some(s)),
+        };
+        if let Err(error) = ready {
+            tracing::debug!(track = %self.track_id, "no SRTP context: {error}");
+            return true;
+        }
+        let (len, timestamp) = (p.payload.len(), p.timestamp);
+        let Some(packet) = out
+            .rewriter
+            .rewrite(p.clone(), binding.payload_type, binding.ssrc)
+        else {
+            return true;
+        };
+        let Some(sender) = &mut out.sender else {
+            return true;
+        };
+        match sender.send(&packet.header, &packet.payload) {
+            Ok(()) => out.count(len, timestamp, retransmit, Instant::now()),
+            Err(SendError::WouldBlock) => self.rate.count_drop(),
+            Err(SendError::Failed(error)) => {
+                tracing::trace!(track = %self.track_id, "send failed: {error}");
+            }
+        }
+        true
+    }
+}
+
+/// The writer task of a down track: packets webrtc-rs sends (before or without our own
+/// path), NACK translation, SR.
+pub(super) struct Writer {
+    track: Arc<DownTrack>,
+    pc: Arc<RTCPeerConnection>,
+    clock: NtpClock,
+    notify: EventSink,
+    /// NACKed packets counted at the last slow-link check, and when.
+    nacks_checked: (u64, Instant),
+    slow_link: SlowLink,
 }
 
 impl Writer {
@@ -382,14 +458,6 @@ impl Writer {
             notify,
             nacks_checked: (0, Instant::now()),
             slow_link: SlowLink::default(),
-            binding: None,
-            rewriter: Rewriter::new(rand::random(), rand::random()),
-            rate: RateEstimator::new(Duration::from_secs(1)),
-            packets: 0,
-            octets: 0,
-            retransmitted: 0,
-            last: None,
-            sender: None,
         }
     }
 
@@ -419,73 +487,36 @@ impl Writer {
     }
 
     fn on_nack(&mut self, seqs: Vec<u16>) {
-        let up_seqs: Vec<u16> = seqs
-            .into_iter()
-            .filter_map(|s| self.rewriter.original_seq(s))
-            .collect();
+        let up_seqs: Vec<u16> = {
+            let out = lock(&self.track.outgoing);
+            seqs.into_iter()
+                .filter_map(|s| out.rewriter.original_seq(s))
+                .collect()
+        };
         if !up_seqs.is_empty() {
             self.track.send_up(UpCtl::Nack(self.track.clone(), up_seqs));
         }
     }
 
     async fn write(&mut self, p: CachedPacket, retransmit: bool) {
-        if self.binding.is_none() {
-            self.binding = self.track.binding.load_full();
+        if self.track.send_direct(&p, retransmit) {
+            return;
         }
-        let Some(binding) = &self.binding else {
+        let Some(binding) = self.track.binding.load_full() else {
             return;
         };
         let (len, timestamp) = (p.payload.len(), p.timestamp);
-        let Some(packet) = self.rewriter.rewrite(p, binding.payload_type, binding.ssrc) else {
+        let packet = {
+            let mut out = lock(&self.track.outgoing);
+            out.rewriter.rewrite(p, binding.payload_type, binding.ssrc)
+        };
+        let Some(packet) = packet else {
             return;
         };
-        let now = Instant::now();
-        if !self.send(&packet).await {
+        if binding.writer.write_rtp(&packet).await.is_err() {
             return;
         }
-        self.packets = self.packets.wrapping_add(1);
-        self.octets = self.octets.wrapping_add(len as u32);
-        self.rate.accumulate(len, now);
-        if retransmit {
-            self.retransmitted += 1;
-        } else if self.last.is_none_or(|(ts, _)| timestamp != ts) {
-            self.last = Some((timestamp, now));
-        }
-    }
-
-    /// Sends a packet: on our own path if the connection has a route, through
-    /// webrtc-rs otherwise. Returns whether it went out.
-    async fn send(&mut self, packet: &Packet) -> bool {
-        let route = self.track.route.load();
-        let Some(route) = route.as_deref() else {
-            return match &self.binding {
-                Some(binding) => binding.writer.write_rtp(packet).await.is_ok(),
-                None => false,
-            };
-        };
-        let ready = match &mut self.sender {
-            Some(sender) if sender.dest() == route.dest => Ok(()),
-            Some(sender) => sender.update(route),
-            None => Sender::new(route.clone()).map(|s| self.sender = Some(s)),
-        };
-        if let Err(error) = ready {
-            tracing::debug!(track = %self.track.track_id, "no SRTP context: {error}");
-            return false;
-        }
-        let Some(sender) = &mut self.sender else {
-            return false;
-        };
-        match sender.send(&packet.header, &packet.payload) {
-            Ok(()) => true,
-            Err(SendError::WouldBlock) => {
-                self.track.rate.count_drop();
-                false
-            }
-            Err(SendError::Failed(error)) => {
-                tracing::trace!(track = %self.track.track_id, "send failed: {error}");
-                false
-            }
-        }
+        lock(&self.track.outgoing).count(len, timestamp, retransmit, Instant::now());
     }
 
     /// Reports a slow link when the subscriber NACKed many packets in the last second.
@@ -511,33 +542,40 @@ impl Writer {
     /// and synchronise audio and video.
     async fn send_sr(&mut self) {
         let now = Instant::now();
-        let rate = &self.track.rate;
-        rate.bitrate
-            .store(self.rate.estimate(now).0, Ordering::Relaxed);
-        rate.packets
-            .store(u64::from(self.packets), Ordering::Relaxed);
-        rate.retransmitted
-            .store(self.retransmitted, Ordering::Relaxed);
         self.check_slow_link(now);
-        let (Some(binding), Some(last)) = (&self.binding, self.last) else {
+        let Some(binding) = self.track.binding.load_full() else {
             return;
         };
-        let clock_rate = f64::from(self.track.codec.clock_rate());
-        let sender = self.track.source().and_then(|u| u.sender_info());
-        let (base_rtp, base_at) = match sender {
-            Some(sr) => (sr.rtp, sr.at),
-            None => last,
+        let (packets, octets, rtp_time) = {
+            let mut out = lock(&self.track.outgoing);
+            let rate = &self.track.rate;
+            rate.bitrate
+                .store(out.rate.estimate(now).0, Ordering::Relaxed);
+            rate.packets
+                .store(u64::from(out.packets), Ordering::Relaxed);
+            rate.retransmitted
+                .store(out.retransmitted, Ordering::Relaxed);
+            let Some(last) = out.last else {
+                return;
+            };
+            let clock_rate = f64::from(self.track.codec.clock_rate());
+            let sender = self.track.source().and_then(|u| u.sender_info());
+            let (base_rtp, base_at) = match sender {
+                Some(sr) => (sr.rtp, sr.at),
+                None => last,
+            };
+            let elapsed = now.saturating_duration_since(base_at).as_secs_f64();
+            let rtp_time = out
+                .rewriter
+                .timestamp(base_rtp.wrapping_add((elapsed * clock_rate) as u32));
+            (out.packets, out.octets, rtp_time)
         };
-        let elapsed = now.saturating_duration_since(base_at).as_secs_f64();
-        let rtp_time = self
-            .rewriter
-            .timestamp(base_rtp.wrapping_add((elapsed * clock_rate) as u32));
         let sr = SenderReport {
             ssrc: binding.ssrc,
             ntp_time: self.clock.ntp(now),
             rtp_time,
-            packet_count: self.packets,
-            octet_count: self.octets,
+            packet_count: packets,
+            octet_count: octets,
             reports: vec![],
             profile_extensions: Bytes::new(),
         };

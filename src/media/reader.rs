@@ -46,6 +46,10 @@ struct DownEntry {
 impl DownEntry {
     /// Queue a packet; false if the down track is gone.
     fn forward(&mut self, p: &CachedPacket, video: bool) -> bool {
+        // On our own send path, at once; otherwise through the track's writer task.
+        if self.track.send_direct(p, false) {
+            return true;
+        }
         let sent = self.overflow.offer(p.marker, video, || {
             match self.track.queue.try_send(DownItem::Forward(p.clone())) {
                 Ok(()) => Ok(true),
@@ -340,7 +344,9 @@ impl Reader {
                     match self.cache.keyframe_replay() {
                         Some(packets) => {
                             for p in packets {
-                                let _ = track.queue.try_send(DownItem::Forward(p));
+                                if !track.send_direct(&p, false) {
+                                    let _ = track.queue.try_send(DownItem::Forward(p));
+                                }
                             }
                         }
                         None => self.request_keyframe(now),
@@ -360,7 +366,9 @@ impl Reader {
                 for seq in seqs {
                     match self.cache.get(seq) {
                         Some(p) => {
-                            let _ = track.queue.try_send(DownItem::Retransmit(p.clone()));
+                            if !track.send_direct(p, true) {
+                                let _ = track.queue.try_send(DownItem::Retransmit(p.clone()));
+                            }
                         }
                         None => self.nacks.add(seq, now),
                     }
