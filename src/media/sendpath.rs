@@ -4,9 +4,10 @@
 //! writer task, the mux and the ICE agent's connection: several task hand-offs and copies
 //! per packet and subscriber. Once a down connection's DTLS is up, we take its SRTP keys
 //! (the ones webrtc-rs derives from the DTLS exporter) and the selected candidate pair's
-//! remote address, and each down track's writer encrypts its packets itself, into a
-//! reused buffer, and writes them straight to the server's UDP socket. webrtc-rs keeps
-//! ICE (checks, consent, restarts), DTLS, SCTP, RTCP both ways and the receive path.
+//! remote address; the up track's reader then marshals each packet for each subscriber
+//! into a reused buffer, encrypts it (webrtc-srtp's context still allocates its output)
+//! and writes it straight to the server's UDP socket. webrtc-rs keeps ICE (checks,
+//! consent, restarts), DTLS, SCTP, RTCP both ways and the receive path.
 //!
 //! Only in mux mode (one UDP socket for every connection, which we own): with a port
 //! range the sockets are webrtc-rs's, and its send path is used.
