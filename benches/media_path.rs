@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the per-packet work Cinnabar does itself (as opposed
-//! to webrtc-rs's SRTP and socket I/O): the packet cache, the per-subscriber
-//! header rewrite, NACK bookkeeping and keyframe detection.
+//! to socket I/O): the packet cache, the per-subscriber header rewrite, NACK
+//! bookkeeping, keyframe detection and our send path's SRTP encryption.
 //!
 //! Run with `cargo bench --bench media_path`; a report per benchmark lands
 //! in `target/criterion/`.
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cinnabar::media::internals::{
-    CachedPacket, Codec, NackAggregator, PacketCache, Rewriter, is_keyframe, pack_nacks,
+    CachedPacket, Codec, NackAggregator, PacketCache, Rewriter, Sealer, is_keyframe, pack_nacks,
 };
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use webrtc::util::Marshal;
@@ -209,11 +209,46 @@ fn keyframe_detection(c: &mut Criterion) {
     group.finish();
 }
 
+/// Our send path's encryption of one rewritten video packet, with each SRTP profile
+/// browsers negotiate.
+fn srtp_seal(c: &mut Criterion) {
+    use webrtc::rtp::header::Header;
+    use webrtc::srtp::protection_profile::ProtectionProfile;
+    let mut group = c.benchmark_group("send_path");
+    group.throughput(Throughput::Elements(1));
+    let payload = vp8_payload(false);
+    for (name, profile) in [
+        ("seal_aead_aes128_gcm", ProtectionProfile::AeadAes128Gcm),
+        (
+            "seal_aes128_cm_hmac_sha1_80",
+            ProtectionProfile::Aes128CmHmacSha1_80,
+        ),
+    ] {
+        let key = vec![7u8; profile.key_len()];
+        let salt = vec![9u8; profile.salt_len()];
+        let mut sealer = Sealer::new(profile, &key, &salt).expect("sealer");
+        let mut header = Header {
+            version: 2,
+            payload_type: 96,
+            ssrc: 0x1234_5678,
+            ..Default::default()
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                header.sequence_number = header.sequence_number.wrapping_add(1);
+                black_box(sealer.seal(&header, &payload).expect("sealed"))
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     packet_cache,
     down_track_rewrite,
     nack,
-    keyframe_detection
+    keyframe_detection,
+    srtp_seal
 );
 criterion_main!(benches);

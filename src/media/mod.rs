@@ -91,6 +91,7 @@ pub mod internals {
     pub use super::downtrack::Rewriter;
     pub use super::packetcache::{Arrival, CachedPacket, PacketCache};
     pub use super::rtcp::{NackAggregator, pack_nacks};
+    pub use super::sendpath::Sealer;
 }
 
 use std::collections::HashMap;

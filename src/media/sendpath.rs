@@ -15,6 +15,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::net::UdpSocket;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::ice_transport::ice_protocol::RTCIceProtocol;
@@ -141,12 +142,42 @@ pub(crate) async fn destination(
     Some(SocketAddr::new(ip, pair.remote.port))
 }
 
-/// One down track's sender on a [`Route`]: its own SRTP context (SRTP state is per SSRC,
-/// and a track is one SSRC) and a buffer reused for every packet.
-pub(crate) struct Sender {
-    route: Route,
+/// SRTP encryption for one SSRC's packets: its context and a buffer reused for every
+/// packet's plaintext.
+pub struct Sealer {
     context: Context,
     buffer: Vec<u8>,
+}
+
+impl Sealer {
+    pub fn new(profile: ProtectionProfile, key: &[u8], salt: &[u8]) -> Result<Sealer, String> {
+        let context = Context::new(key, salt, profile, None, None).map_err(|e| e.to_string())?;
+        Ok(Sealer {
+            context,
+            buffer: Vec::with_capacity(1500),
+        })
+    }
+
+    /// The packet as it goes on the wire: marshalled, then encrypted and authenticated.
+    pub fn seal(&mut self, header: &Header, payload: &[u8]) -> Result<Bytes, String> {
+        let header_len = header.marshal_size();
+        self.buffer.clear();
+        self.buffer.resize(header_len + payload.len(), 0);
+        header
+            .marshal_to(&mut self.buffer[..header_len])
+            .map_err(|e| e.to_string())?;
+        self.buffer[header_len..].copy_from_slice(payload);
+        self.context
+            .encrypt_rtp_with_header(&self.buffer, header)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// One down track's sender on a [`Route`] (SRTP state is per SSRC, and a track is one
+/// SSRC).
+pub(crate) struct Sender {
+    route: Route,
+    sealer: Sealer,
 }
 
 /// Why a packet was not sent.
@@ -159,13 +190,8 @@ pub(crate) enum SendError {
 
 impl Sender {
     pub fn new(route: Route) -> Result<Sender, String> {
-        let context = Context::new(&route.key, &route.salt, route.profile, None, None)
-            .map_err(|e| e.to_string())?;
-        Ok(Sender {
-            route,
-            context,
-            buffer: Vec::with_capacity(1500),
-        })
+        let sealer = Sealer::new(route.profile, &route.key, &route.salt)?;
+        Ok(Sender { route, sealer })
     }
 
     /// Follows a new route: the same SRTP context if the keys are the same.
@@ -184,18 +210,11 @@ impl Sender {
 
     /// Encrypts and sends one packet.
     pub fn send(&mut self, header: &Header, payload: &[u8]) -> Result<(), SendError> {
-        let header_len = header.marshal_size();
-        self.buffer.clear();
-        self.buffer.resize(header_len + payload.len(), 0);
-        header
-            .marshal_to(&mut self.buffer[..header_len])
-            .map_err(|e| SendError::Failed(e.to_string()))?;
-        self.buffer[header_len..].copy_from_slice(payload);
-        let encrypted = self
-            .context
-            .encrypt_rtp_with_header(&self.buffer, header)
-            .map_err(|e| SendError::Failed(e.to_string()))?;
-        match self.route.socket.try_send_to(&encrypted, self.route.dest) {
+        let sealed = self
+            .sealer
+            .seal(header, payload)
+            .map_err(SendError::Failed)?;
+        match self.route.socket.try_send_to(&sealed, self.route.dest) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(SendError::WouldBlock),
             Err(e) => Err(SendError::Failed(e.to_string())),
