@@ -114,6 +114,20 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+impl IceServer {
+    /// As the browser's `RTCIceServer`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut entry = serde_json::json!({ "urls": self.urls });
+        if let Some(username) = &self.username {
+            entry["username"] = serde_json::json!(username);
+        }
+        if let Some(credential) = &self.credential {
+            entry["credential"] = serde_json::json!(credential);
+        }
+        entry
+    }
+}
+
 /// How long derived `hmac-sha1` credentials stay valid.
 const HMAC_CREDENTIAL_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 

@@ -58,6 +58,13 @@ pub async fn close_websocket(socket: &mut WebSocket, code: u16, reason: String) 
     let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
 }
 
+/// Whether a WebSocket read failed because the peer sent a message larger than
+/// [`MAX_MESSAGE_SIZE`]: the connection then closes with 1009 ("message too big").
+pub fn message_too_big(error: &warp::Error) -> bool {
+    let text = error.to_string();
+    text.contains("too long") || text.contains("Space limit") || text.contains("size")
+}
+
 /// A close frame's reason holds at most 123 bytes (RFC 6455).
 fn truncate_reason(mut reason: String) -> String {
     let mut end = reason.len().min(123);

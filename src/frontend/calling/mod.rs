@@ -30,7 +30,7 @@ use warp::ws::{Message as Frame, WebSocket};
 pub use hub::Hub;
 pub use message::Dialect;
 
-use super::{Context, WRITE_TIMEOUT, close_websocket};
+use super::{Context, WRITE_TIMEOUT, close_websocket, message_too_big};
 use crate::group::{ClientId, ClientInfo, Event, EventQueue, GroupName};
 use hub::Notice;
 use liveness::{Due, Liveness};
@@ -177,16 +177,10 @@ impl Session {
     async fn on_frame(&mut self, frame: Result<Frame, warp::Error>) -> Result<(), End> {
         let frame = match frame {
             Ok(frame) => frame,
-            Err(error) => {
-                let text = error.to_string();
-                if text.contains("too long")
-                    || text.contains("Space limit")
-                    || text.contains("size")
-                {
-                    return Err(End::Close(1009, "message too big".into()));
-                }
-                return Err(End::Gone);
+            Err(error) if message_too_big(&error) => {
+                return Err(End::Close(1009, "message too big".into()));
             }
+            Err(_) => return Err(End::Gone),
         };
         self.live.read(Instant::now());
         if frame.is_close() {

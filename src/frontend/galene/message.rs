@@ -113,19 +113,7 @@ pub fn status_json(status: &GroupStatus, base: Option<&str>) -> Value {
 }
 
 pub(super) fn rtc_configuration(servers: &[IceServer]) -> Value {
-    let servers: Vec<Value> = servers
-        .iter()
-        .map(|s| {
-            let mut entry = json!({ "urls": s.urls });
-            if let Some(u) = &s.username {
-                entry["username"] = json!(u);
-            }
-            if let Some(c) = &s.credential {
-                entry["credential"] = json!(c);
-            }
-            entry
-        })
-        .collect();
+    let servers: Vec<Value> = servers.iter().map(IceServer::to_json).collect();
     json!({ "iceServers": servers })
 }
 

@@ -22,7 +22,7 @@ use message::{
     user_message,
 };
 
-use super::{Context, WRITE_TIMEOUT, close_websocket};
+use super::{Context, WRITE_TIMEOUT, close_websocket, message_too_big};
 use crate::group::{
     ActionError, ChatRequest, ClientHandle, ClientId, ClientInfo, Event, EventQueue, GroupAction,
     JoinError, JoinRequest, Joined, JoinedKind, Membership, UserAction,
@@ -542,8 +542,7 @@ fn decode(frame: Result<Frame, warp::Error>) -> Result<Option<Message>, End> {
     let frame = match frame {
         Ok(frame) => frame,
         Err(error) => {
-            let text = error.to_string();
-            if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
+            if message_too_big(&error) {
                 return Err(End::Close(1009, "message too big".into()));
             }
             return Err(End::Gone);

@@ -26,7 +26,7 @@ pub use directory::Peers;
 use directory::{Backlog, PROTOCOL, RelayError, SessionError, State};
 use protocol::{Command, quote, valid_room_id, valid_uid};
 
-use super::{Context, WRITE_TIMEOUT, close_websocket};
+use super::{Context, WRITE_TIMEOUT, close_websocket, message_too_big};
 use crate::group::{
     ClientHandle, ClientId, ClientInfo, Event, EventQueue, JoinRequest, Membership,
 };
@@ -526,8 +526,7 @@ fn decode(frame: Result<Frame, warp::Error>) -> Result<Input, End> {
     let frame = match frame {
         Ok(frame) => frame,
         Err(error) => {
-            let text = error.to_string();
-            if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
+            if message_too_big(&error) {
                 return Err(End::Close(1009, "message too big".into()));
             }
             return Err(End::Gone);

@@ -41,7 +41,7 @@ use protocol::{ApiError, Envelope, code};
 use session::{Request, Session};
 use transport::{HttpQueue, OUTBOX_CAPACITY, Outbox, Output, Reply};
 
-use super::{Context, WRITE_TIMEOUT, close_websocket};
+use super::{Context, WRITE_TIMEOUT, close_websocket, message_too_big};
 
 /// The protocol name of Janus clients in the core.
 pub const PROTOCOL: &str = "janus";
@@ -296,7 +296,5 @@ pub async fn serve(mut socket: WebSocket, ctx: Arc<Context>, address: Option<Soc
 }
 
 fn too_big(error: &warp::Error) -> Option<(u16, String)> {
-    let text = error.to_string();
-    (text.contains("too long") || text.contains("Space limit") || text.contains("size"))
-        .then(|| (1009, "message too big".to_owned()))
+    message_too_big(error).then(|| (1009, "message too big".to_owned()))
 }

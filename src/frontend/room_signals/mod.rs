@@ -29,7 +29,7 @@ pub use hub::Hub;
 use hub::Notice;
 use protocol::{Channel, Kind, Refusal, Signal, code, error_frame, frame};
 
-use super::{Context, WRITE_TIMEOUT, close_websocket};
+use super::{Context, WRITE_TIMEOUT, close_websocket, message_too_big};
 use crate::group::{Event, EventQueue, GroupName, Membership};
 
 /// The protocol name of Room Signals sessions in the core.
@@ -147,16 +147,10 @@ impl Session {
     async fn on_frame(&mut self, message: Option<Result<Frame, warp::Error>>) -> Result<(), End> {
         let message = match message {
             None => return Err(End::Gone),
-            Some(Err(error)) => {
-                let text = error.to_string();
-                if text.contains("too long")
-                    || text.contains("Space limit")
-                    || text.contains("size")
-                {
-                    return Err(End::Close(1009, "message too big".into()));
-                }
-                return Err(End::Gone);
+            Some(Err(error)) if message_too_big(&error) => {
+                return Err(End::Close(1009, "message too big".into()));
             }
+            Some(Err(_)) => return Err(End::Gone),
             Some(Ok(message)) => message,
         };
         if message.is_close() {

@@ -148,19 +148,7 @@ impl Session {
     fn ice_configuration(&self) -> Value {
         let servers = self.ctx.config.ice_servers();
         let urls: Vec<&String> = servers.iter().flat_map(|s| &s.urls).collect();
-        let full: Vec<Value> = servers
-            .iter()
-            .map(|s| {
-                let mut server = json!({"urls": s.urls});
-                if let Some(username) = &s.username {
-                    server["username"] = json!(username);
-                }
-                if let Some(credential) = &s.credential {
-                    server["credential"] = json!(credential);
-                }
-                server
-            })
-            .collect();
+        let full: Vec<Value> = servers.iter().map(|s| s.to_json()).collect();
         json!({"is": urls, "iceServers": full})
     }
 
