@@ -398,7 +398,8 @@ impl DownTrack {
         let Some(route) = route.as_deref() else {
             return false;
         };
-        let Some(binding) = self.binding.load_full() else {
+        let binding = self.binding.load();
+        let Some(binding) = binding.as_deref() else {
             return true;
         };
         let mut out = lock(&self.outgoing);

@@ -40,18 +40,12 @@ fn media_refusal(error: StreamError) -> Refusal {
 
 impl Session {
     fn channel(&self) -> Result<Channel, Refusal> {
-        self.room
-            .as_ref()
-            .map(|r| r.channel)
-            .ok_or_else(|| Refusal::invalid("not in a room"))
+        Ok(self.joined()?.channel)
     }
 
     /// In a `p2p` room: the signal itself to the other peer.
     fn relay(&self, signal: &Signal) -> Result<(), Refusal> {
-        let room = self
-            .room
-            .as_ref()
-            .ok_or_else(|| Refusal::invalid("not in a room"))?;
+        let room = self.joined()?;
         let hub = &self.ctx.room_signals;
         match hub.peer(&room.group, &room.session) {
             Found::Sessions(peers) => {
@@ -85,11 +79,10 @@ impl Session {
         }
         let sdp = self.sdp(signal)?;
         let restarting = signal.option("restarting")?;
-        let hub = &self.ctx.room_signals;
-        let Some(room) = self.room.as_mut() else {
-            return Err(Refusal::invalid("not in a room"));
-        };
-        let me = hub
+        let ctx = self.ctx.clone();
+        let room = self.joined_mut()?;
+        let me = ctx
+            .room_signals
             .record(&room.group, &room.session)
             .ok_or_else(|| Refusal::new(code::ROOM_NOT_FOUND, "no longer in the room"))?;
         if !me.publisher {
@@ -129,10 +122,7 @@ impl Session {
     /// stream id is its session id), or a stream of a client of another protocol, by
     /// the stream's id or the user's name.
     fn stream_of(&self, target: &Target) -> Result<String, Refusal> {
-        let room = self
-            .room
-            .as_ref()
-            .ok_or_else(|| Refusal::invalid("not in a room"))?;
+        let room = self.joined()?;
         let streams = self.streams();
         let found = match target {
             Target::Session { session, .. } => streams.iter().find(|s| &s.id == session),
@@ -187,9 +177,7 @@ impl Session {
         stream: &str,
         restarting: bool,
     ) -> Result<String, Refusal> {
-        let Some(room) = self.room.as_mut() else {
-            return Err(Refusal::invalid("not in a room"));
-        };
+        let room = self.joined_mut()?;
         if stream == room.session {
             return Err(Refusal::invalid("a session does not watch itself"));
         }
@@ -265,10 +253,7 @@ impl Session {
         let stream = match signal.target()? {
             Some(target) => self.watched(&target)?,
             None => {
-                let room = self
-                    .room
-                    .as_ref()
-                    .ok_or_else(|| Refusal::invalid("not in a room"))?;
+                let room = self.joined()?;
                 let waiting: Vec<&String> = room
                     .watching
                     .iter()
@@ -286,9 +271,7 @@ impl Session {
                 }
             }
         };
-        let Some(room) = self.room.as_mut() else {
-            return Err(Refusal::invalid("not in a room"));
-        };
+        let room = self.joined_mut()?;
         room.membership
             .set_down_answer(&stream, sdp)
             .await
@@ -301,10 +284,7 @@ impl Session {
 
     /// The stream of a watched publisher a signal names.
     fn watched(&self, target: &Target) -> Result<String, Refusal> {
-        let room = self
-            .room
-            .as_ref()
-            .ok_or_else(|| Refusal::invalid("not in a room"))?;
+        let room = self.joined()?;
         if let Target::Session { session, .. } = target
             && room.watching.contains_key(session)
         {
@@ -330,10 +310,7 @@ impl Session {
         let stream = match signal.target()? {
             Some(target) => self.watched(&target)?,
             None => {
-                let room = self
-                    .room
-                    .as_ref()
-                    .ok_or_else(|| Refusal::invalid("not in a room"))?;
+                let room = self.joined()?;
                 if room.up.is_none() {
                     return Err(Refusal::invalid(
                         "no connection for this candidate: OFFER first, or say which publisher with \"to\"",
@@ -342,9 +319,7 @@ impl Session {
                 room.session.clone()
             }
         };
-        let Some(room) = self.room.as_ref() else {
-            return Err(Refusal::invalid("not in a room"));
-        };
+        let room = self.joined()?;
         room.membership
             .add_candidate(&stream, candidate)
             .await

@@ -252,6 +252,19 @@ impl Session {
         }
     }
 
+    /// The session's room, for signals that need one.
+    fn joined(&self) -> Result<&Room, Refusal> {
+        self.room
+            .as_ref()
+            .ok_or_else(|| Refusal::invalid("not in a room"))
+    }
+
+    fn joined_mut(&mut self) -> Result<&mut Room, Refusal> {
+        self.room
+            .as_mut()
+            .ok_or_else(|| Refusal::invalid("not in a room"))
+    }
+
     fn rid(&self) -> String {
         self.room
             .as_ref()

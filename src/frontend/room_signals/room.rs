@@ -219,10 +219,7 @@ impl Session {
     }
 
     fn record(&self) -> Result<(&Room, Record), Refusal> {
-        let room = self
-            .room
-            .as_ref()
-            .ok_or_else(|| Refusal::invalid("not in a room"))?;
+        let room = self.joined()?;
         let record = self
             .ctx
             .room_signals
