@@ -17,6 +17,7 @@
 //!  HTTP long poll ◀─┘   (reply)    actor     └── media events of connections made before a join
 //! ```
 
+mod events;
 mod http;
 mod plugin;
 mod protocol;
