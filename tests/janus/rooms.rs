@@ -55,6 +55,7 @@ async fn members_get_presence_and_data_events() {
     // A handle that joins without `data` is no member: not announced, gets no data.
     let (mut watcher, _, _) =
         Janus::joined(&server, "hub", "w", json!({"notifications": true})).await;
+    let (_quiet, _, _) = Janus::joined(&server, "hub", "w2", json!({})).await;
 
     let sent = a
         .message(
@@ -79,13 +80,19 @@ async fn members_get_presence_and_data_events() {
     assert_eq!(b.plugin_event("data").await["body"], "just you");
     watcher
         .assert_no(Duration::from_millis(300), |m| {
-            m["plugindata"]["data"]["event"] == "data" || m["plugindata"]["data"]["event"] == "join"
+            m["plugindata"]["data"]["event"] == "data"
         })
         .await;
     a.assert_no(Duration::from_millis(100), |m| {
         m["plugindata"]["data"]["event"] == "data"
     })
     .await;
+    // A member joining after the non-members is the first `join` anyone gets since b's:
+    // neither w nor w2 was announced, to members or to the watcher.
+    let (_c, _, _) = Janus::joined(&server, "hub", "c", member.clone()).await;
+    assert_eq!(watcher.plugin_event("join").await["user_id"], "c");
+    assert_eq!(a.plugin_event("join").await["user_id"], "c");
+    assert_eq!(b.plugin_event("join").await["user_id"], "c");
 
     // Leaving: detach of the member's only handle.
     let reply = a
