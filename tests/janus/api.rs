@@ -1,11 +1,13 @@
 //! The Janus core protocol over the WebSocket: error codes, ids, and the sessions of a
 //! socket.
 
+use std::time::Duration;
+
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
-use crate::client::{Janus, OPEN, error};
+use crate::client::{Janus, OPEN, configure, error};
 use crate::common::Server;
 
 #[tokio::test]
@@ -161,4 +163,91 @@ async fn the_core_protocol_answers_with_janus_codes() {
         .request(json!({"janus": "keepalive", "session_id": session}))
         .await;
     assert_eq!(reply["error"]["code"], 458);
+}
+
+#[tokio::test]
+async fn a_socket_creates_and_destroys_sessions_again_and_again() {
+    let server = Server::start(&[("hub", OPEN)]);
+    let mut janus = Janus::connect(&server).await;
+    for _ in 0..20 {
+        let session = janus.create().await;
+        let reply = janus
+            .request(json!({"janus": "destroy", "session_id": session}))
+            .await;
+        assert_eq!(reply["janus"], "success", "{reply}");
+    }
+    // The limit is on the sessions a socket has at once.
+    let mut live = vec![];
+    for _ in 0..16 {
+        live.push(janus.create().await);
+    }
+    let reply = janus.request(json!({"janus": "create"})).await;
+    assert_eq!(
+        reply["error"],
+        error(472, "Not accepting new sessions on this connection")
+    );
+    let reply = janus
+        .request(json!({"janus": "destroy", "session_id": live[3]}))
+        .await;
+    assert_eq!(reply["janus"], "success");
+    assert!(
+        janus.create().await > 0,
+        "a destroyed session's place is free"
+    );
+}
+
+#[tokio::test]
+async fn sessions_that_time_out_free_their_places_on_the_socket() {
+    let server = Server::start(&[("hub", OPEN)]);
+    configure(&server, false, Some(1));
+    let mut janus = Janus::connect(&server).await;
+    let mut sessions = vec![];
+    for _ in 0..16 {
+        sessions.push(janus.create().await);
+    }
+    for session in sessions {
+        janus
+            .recv_matching(|m| m["janus"] == "timeout" && m["session_id"] == session)
+            .await;
+    }
+    let session = janus.create().await;
+    janus.keepalive(session).await;
+}
+
+#[tokio::test]
+async fn closing_a_socket_ends_its_own_sessions_only() {
+    let server = Server::start(&[("hub", OPEN)]);
+    let mut first = Janus::connect(&server).await;
+    let mut second = Janus::connect(&server).await;
+    // The first socket had session 77 and ended it; the second took the id.
+    let create = json!({"janus": "create", "id": 77});
+    assert_eq!(first.request(create.clone()).await["data"]["id"], 77);
+    let reply = first
+        .request(json!({"janus": "destroy", "session_id": 77}))
+        .await;
+    assert_eq!(reply["janus"], "success");
+    assert_eq!(second.request(create).await["data"]["id"], 77);
+    let own = first.create().await;
+    first.close().await;
+    // Once the first socket's own session is gone, its close has been dealt with...
+    let deadline = tokio::time::Instant::now() + crate::common::PATIENCE;
+    loop {
+        let reply = second
+            .request(json!({"janus": "keepalive", "session_id": own}))
+            .await;
+        if reply["janus"] == "error" {
+            assert_eq!(
+                reply["error"],
+                error(458, &format!("No such session {own}"))
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{own} outlived its socket"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ...and the session that is now the second client's lives on.
+    second.keepalive(77).await;
 }

@@ -202,3 +202,47 @@ pub async fn post(
     let response = common::http_request_with_body(server.port, "POST", path, &headers, &text).await;
     (response.status, response.json(), response)
 }
+
+impl Janus {
+    /// Sends a keepalive for `session` and checks it is acked.
+    pub async fn keepalive(&mut self, session: u64) {
+        let reply = self
+            .request(json!({"janus": "keepalive", "session_id": session}))
+            .await;
+        assert_eq!(reply["janus"], "ack", "{reply}");
+    }
+
+    /// Closes the WebSocket.
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}
+
+/// Configures the server's token key (the test key's public half) and the session
+/// timeout, if given.
+pub fn configure(server: &Server, authkey: bool, session_timeout: Option<u64>) {
+    let data = server.dir.join("data");
+    let mut janus = serde_json::Map::new();
+    if authkey {
+        std::fs::copy(
+            fixture("janus-test-key.pub.pem"),
+            data.join("janus.pub.pem"),
+        )
+        .unwrap();
+        janus.insert("authKey".into(), "janus.pub.pem".into());
+    }
+    if let Some(timeout) = session_timeout {
+        janus.insert("sessionTimeout".into(), timeout.into());
+    }
+    std::fs::write(
+        data.join("config.json"),
+        json!({ "janus": janus }).to_string(),
+    )
+    .unwrap();
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}

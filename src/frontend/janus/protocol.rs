@@ -19,6 +19,7 @@ pub mod code {
     pub const JSEP_UNKNOWN_TYPE: u16 = 464;
     pub const JSEP_INVALID_SDP: u16 = 465;
     pub const INVALID_ELEMENT_TYPE: u16 = 467;
+    pub const SESSION_CONFLICT: u16 = 468;
     pub const NOT_ACCEPTING_SESSIONS: u16 = 472;
 }
 

@@ -101,6 +101,8 @@ type Queues = SelectAll<Pin<Box<dyn Stream<Item = (UserKey, Event)> + Send>>>;
 /// The session actor.
 pub(super) struct Session {
     pub id: u64,
+    /// Which session of this id it is (see `Sessions::end`).
+    serial: u64,
     pub ctx: Arc<Context>,
     /// The address of the client that created the session.
     pub address: Option<SocketAddr>,
@@ -121,6 +123,7 @@ pub(super) struct Session {
 impl Session {
     pub fn new(
         id: u64,
+        serial: u64,
         ctx: Arc<Context>,
         address: Option<SocketAddr>,
         output: Output,
@@ -129,6 +132,7 @@ impl Session {
         let (detached_events, detached_rx) = mpsc::unbounded_channel();
         Session {
             id,
+            serial,
             ctx,
             address,
             output,
@@ -162,7 +166,7 @@ impl Session {
                 _ = shutdown.cancelled() => break,
             }
         }
-        self.ctx.janus.sessions.remove(self.id);
+        self.ctx.janus.sessions.end(self.id, self.serial);
         // Requests that came after the end are answered: the session is gone.
         requests.close();
         while let Ok(request) = requests.try_recv() {
@@ -238,6 +242,8 @@ impl Session {
             ("keepalive", _) => Ok(Value::Object(envelope.reply("ack"))),
             ("attach", None) => self.attach(&envelope),
             ("destroy", None) => {
+                // Gone before the reply: the client may take its id again at once.
+                self.ctx.janus.sessions.end(self.id, self.serial);
                 self.ended = true;
                 Ok(Value::Object(envelope.reply("success")))
             }
