@@ -246,3 +246,25 @@ fn fixture(name: &str) -> std::path::PathBuf {
         .join("tests/fixtures")
         .join(name)
 }
+
+/// A session created over HTTP: its id.
+pub async fn http_create(server: &Server) -> u64 {
+    let (_, created, _) = post(
+        server,
+        "/janus",
+        json!({"janus": "create", "transaction": "create"}),
+        None,
+    )
+    .await;
+    assert_eq!(created["janus"], "success", "{created}");
+    created["data"]["id"].as_u64().unwrap()
+}
+
+/// A long poll of an HTTP session's events (`maxev` as given, or none).
+pub async fn long_poll(server: &Server, session: u64, maxev: Option<usize>) -> Value {
+    let query = maxev.map(|n| format!("?maxev={n}")).unwrap_or_default();
+    server
+        .http("GET", &format!("/janus/{session}{query}"))
+        .await
+        .json()
+}

@@ -1,8 +1,11 @@
-//! Janus's HTTP transport: posts and long polls.
+//! Janus's HTTP transport: posts, long polls, and how an HTTP client learns of its
+//! session's timeout.
+
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::client::{OPEN, error, post};
+use crate::client::{OPEN, configure, error, http_create, long_poll, post};
 use crate::common::{self, Server};
 
 #[tokio::test]
@@ -53,6 +56,27 @@ async fn the_http_transport_answers_posts_and_long_polls() {
         events[0]["plugindata"]["data"],
         json!({"success": true, "response": {"users": {"hub": []}}})
     );
+    // Without maxev, a long poll answers one event, as an object, oldest first.
+    for transaction in ["c1", "c2"] {
+        let (_, ack, _) = post(
+            &server,
+            &format!("/janus/{session}/{handle}"),
+            json!({"janus": "message", "transaction": transaction,
+                   "body": {"kind": "data", "body": "hello"}}),
+            None,
+        )
+        .await;
+        assert_eq!(ack["janus"], "ack", "{ack}");
+    }
+    for transaction in ["c1", "c2"] {
+        let polled = long_poll(&server, session, None).await;
+        assert!(polled.is_object(), "{polled}");
+        assert_eq!(polled["transaction"], transaction);
+        assert_eq!(
+            polled["plugindata"]["data"],
+            json!({"success": true, "response": {}})
+        );
+    }
 
     let (_, missing, _) = post(
         &server,
@@ -117,4 +141,38 @@ async fn the_http_transport_answers_posts_and_long_polls() {
         gone["error"],
         error(458, &format!("No such session {session}"))
     );
+}
+
+#[tokio::test]
+async fn http_clients_learn_of_their_timeout_from_a_long_poll() {
+    let server = Server::start(&[("hub", OPEN)]);
+    configure(&server, false, Some(1));
+    // A long poll waiting when the session times out gets the timeout...
+    let waiting = http_create(&server).await;
+    let polled = long_poll(&server, waiting, None).await;
+    assert_eq!(polled, json!({"janus": "timeout", "session_id": waiting}));
+    // ...and when none was waiting, the next one does (Janus would drop it).
+    let idle = http_create(&server).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, reply, _) = post(
+        &server,
+        &format!("/janus/{idle}"),
+        json!({"janus": "keepalive", "transaction": "k"}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        reply["error"],
+        error(458, &format!("No such session {idle}")),
+        "a request does not bring it back"
+    );
+    let polled = long_poll(&server, idle, Some(5)).await;
+    assert_eq!(polled, json!([{"janus": "timeout", "session_id": idle}]));
+    for session in [waiting, idle] {
+        let gone = long_poll(&server, session, None).await;
+        assert_eq!(
+            gone["error"],
+            error(458, &format!("No such session {session}"))
+        );
+    }
 }

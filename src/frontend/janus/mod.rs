@@ -56,6 +56,8 @@ const MAX_SESSIONS: usize = 4096;
 const MAX_SESSIONS_PER_SOCKET: usize = 16;
 /// Requests a session may have waiting.
 const REQUEST_QUEUE: usize = 64;
+/// How long the last events of an HTTP session that timed out wait for a long poll.
+const ENDED_GRACE: Duration = Duration::from_secs(10);
 
 /// What every Janus connection shares: the sessions and the token key.
 #[derive(Default)]
@@ -75,9 +77,17 @@ struct Entry {
     socket: Option<u64>,
 }
 
+/// An HTTP session that timed out, kept a little while so that the next long poll gets
+/// its last events (the `timeout`) rather than "No such session".
+struct Ended {
+    queue: Arc<HttpQueue>,
+    until: Instant,
+}
+
 #[derive(Default)]
 struct Table {
     live: HashMap<u64, Entry>,
+    ended: HashMap<u64, Ended>,
 }
 
 #[derive(Default)]
@@ -85,6 +95,17 @@ struct Sessions {
     table: Mutex<Table>,
     /// Serials of sessions and ids of WebSockets.
     next_serial: AtomicU64,
+}
+
+/// What a long poll finds at a session id.
+enum Polled {
+    /// A live HTTP session's queue, to wait on.
+    Live(Arc<HttpQueue>),
+    /// A session that timed out: its last events.
+    Ended(Vec<Value>),
+    /// A live session whose events go to its WebSocket.
+    Socket,
+    Gone,
 }
 
 impl Sessions {
@@ -132,6 +153,8 @@ impl Sessions {
                 }
             },
         };
+        // The id is this session's now, with whatever long polls ask of it.
+        table.ended.remove(&id);
         let (requests, receiver) = mpsc::channel(REQUEST_QUEUE);
         let last_activity = Arc::new(Mutex::new(Instant::now()));
         let http = match &output {
@@ -158,22 +181,55 @@ impl Sessions {
         self.lock().live.get(&id).map(|e| e.requests.clone())
     }
 
-    /// An HTTP session's event queue, its activity marked (a long poll keeps it alive).
-    fn poll_queue(&self, id: u64) -> Option<Option<Arc<HttpQueue>>> {
-        let table = self.lock();
-        let entry = table.live.get(&id)?;
-        if let Ok(mut t) = entry.last_activity.lock() {
-            *t = Instant::now();
+    /// What a long poll of session `id` gets: a live HTTP session's queue (its activity
+    /// marked: a long poll keeps it alive), or up to `max` last events of one that timed
+    /// out (forgotten once they are taken).
+    fn poll(&self, id: u64, max: usize) -> Polled {
+        let mut table = self.lock();
+        if let Some(entry) = table.live.get(&id) {
+            if let Ok(mut t) = entry.last_activity.lock() {
+                *t = Instant::now();
+            }
+            return match &entry.http {
+                Some(queue) => Polled::Live(queue.clone()),
+                None => Polled::Socket,
+            };
         }
-        Some(entry.http.clone())
+        let now = Instant::now();
+        table.ended.retain(|_, e| e.until > now);
+        let Some(ended) = table.ended.get(&id) else {
+            return Polled::Gone;
+        };
+        let events = ended.queue.take(max);
+        if ended.queue.is_empty() {
+            table.ended.remove(&id);
+        }
+        if events.is_empty() {
+            Polled::Gone
+        } else {
+            Polled::Ended(events)
+        }
     }
 
     /// Forgets session `id` if the entry is still the one of the session `serial`; its
-    /// actor ends once its requests channel closes.
-    fn end(&self, id: u64, serial: u64) {
+    /// actor ends once its requests channel closes. `last_events`, for an HTTP session
+    /// that timed out, are kept for the next long poll.
+    fn end(&self, id: u64, serial: u64, last_events: Option<Arc<HttpQueue>>) {
         let mut table = self.lock();
-        if table.live.get(&id).is_some_and(|e| e.serial == serial) {
-            table.live.remove(&id);
+        if table.live.get(&id).is_none_or(|e| e.serial != serial) {
+            return;
+        }
+        table.live.remove(&id);
+        let now = Instant::now();
+        table.ended.retain(|_, e| e.until > now);
+        if let Some(queue) = last_events {
+            table.ended.insert(
+                id,
+                Ended {
+                    queue,
+                    until: now + ENDED_GRACE,
+                },
+            );
         }
     }
 

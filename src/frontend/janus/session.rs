@@ -118,6 +118,8 @@ pub(super) struct Session {
     pub last_activity: Arc<Mutex<Instant>>,
     /// Set by `destroy`, a timeout, or an output that can take no more.
     pub ended: bool,
+    /// Set by a timeout.
+    timed_out: bool,
 }
 
 impl Session {
@@ -143,6 +145,7 @@ impl Session {
             detached_rx,
             last_activity,
             ended: false,
+            timed_out: false,
         }
     }
 
@@ -166,7 +169,15 @@ impl Session {
                 _ = shutdown.cancelled() => break,
             }
         }
-        self.ctx.janus.sessions.end(self.id, self.serial);
+        // An HTTP client learns of its timeout from its next long poll.
+        let last_events = match &self.output {
+            Output::Http(queue) if self.timed_out => Some(queue.clone()),
+            _ => None,
+        };
+        self.ctx
+            .janus
+            .sessions
+            .end(self.id, self.serial, last_events);
         // Requests that came after the end are answered: the session is gone.
         requests.close();
         while let Ok(request) = requests.try_recv() {
@@ -190,6 +201,7 @@ impl Session {
             tracing::debug!(session = self.id, "Janus session timed out");
             self.emit(json!({"janus": "timeout", "session_id": self.id}));
             self.ended = true;
+            self.timed_out = true;
         }
     }
 
@@ -243,7 +255,7 @@ impl Session {
             ("attach", None) => self.attach(&envelope),
             ("destroy", None) => {
                 // Gone before the reply: the client may take its id again at once.
-                self.ctx.janus.sessions.end(self.id, self.serial);
+                self.ctx.janus.sessions.end(self.id, self.serial, None);
                 self.ended = true;
                 Ok(Value::Object(envelope.reply("success")))
             }
