@@ -381,6 +381,22 @@ impl Registry {
         lock(&self.blocks).between(a, b)
     }
 
+    /// Kicks `dest` out of the group `group` on the authority of a credential the frontend
+    /// checked itself (a Janus token with `kick_users`), whether or not the caller is in
+    /// the group. Only groups in memory are looked at: one that is not has nobody in it.
+    pub fn kick_with_credential(
+        &self,
+        group: &GroupName,
+        dest: &ClientId,
+        reason: &str,
+    ) -> Result<(), state::ActionError> {
+        let group = lock(&self.groups)
+            .get(group)
+            .cloned()
+            .ok_or(state::ActionError::NoSuchUser)?;
+        group.kick_with_credential(dest, reason)
+    }
+
     /// Clients currently in any group.
     pub fn client_count(&self) -> usize {
         lock(&self.groups).values().map(|g| g.client_count()).sum()

@@ -268,3 +268,12 @@ pub async fn long_poll(server: &Server, session: u64, maxev: Option<usize>) -> V
         .await
         .json()
 }
+
+/// A token with these claims, signed with the test key (RS256), valid for ten minutes.
+pub fn token(mut claims: Value) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let pem = std::fs::read(fixture("janus-test-key.pem")).unwrap();
+    let key = EncodingKey::from_rsa_pem(&pem).unwrap();
+    claims["exp"] = (jsonwebtoken::get_current_timestamp() + 600).into();
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap()
+}

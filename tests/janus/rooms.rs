@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::client::{Janus, OPEN};
+use crate::client::{Janus, OPEN, configure, token};
 use crate::common::{Client, Server, group_with_op};
 
 #[tokio::test]
@@ -182,5 +182,55 @@ async fn room_size_server_size_and_rooms_made_on_the_fly() {
     assert_eq!(
         reply,
         json!({"success": false, "error": {"msg": "Server is full."}})
+    );
+}
+
+#[tokio::test]
+async fn a_token_with_kick_users_kicks_from_outside_the_room() {
+    let server = Server::start(&[("hub", OPEN)]);
+    configure(&server, true, None);
+    let member = json!({"notifications": true, "data": true});
+    let pass = token(json!({"join_hub": true}));
+    let join = |user: &str| json!({"kind": "join", "room_id": "hub", "user_id": user, "subscribe": member, "token": pass});
+    let (mut victim, victim_session, victim_handle) = Janus::attached(&server).await;
+    let reply = victim
+        .message(victim_session, victim_handle, join("victim"))
+        .await;
+    assert_eq!(reply["success"], true, "{reply}");
+    let (mut witness, witness_session, witness_handle) = Janus::attached(&server).await;
+    let reply = witness
+        .message(witness_session, witness_handle, join("witness"))
+        .await;
+    assert_eq!(reply["success"], true, "{reply}");
+
+    // The moderator's session never joins any room: its token is its authority.
+    let (mut moderator, session, handle) = Janus::attached(&server).await;
+    let kick = |user: &str, token: &str| json!({"kind": "kick", "room_id": "hub", "user_id": user, "token": token});
+    let elsewhere = token(json!({"kick_users": true, "room_ids": ["other"]}));
+    let reply = moderator
+        .message(session, handle, kick("victim", &elsewhere))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"success": false, "error": {"msg": "Rejecting kick without permission!"}}),
+        "a token that names other rooms"
+    );
+    let kicker = token(json!({"kick_users": true}));
+    let reply = moderator
+        .message(session, handle, kick("nobody", &kicker))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"success": false, "error": {"msg": "No user nobody in room hub."}})
+    );
+    let reply = moderator
+        .message(session, handle, kick("victim", &kicker))
+        .await;
+    assert_eq!(reply, json!({"success": true, "response": {}}));
+    let detached = victim.recv_matching(|m| m["janus"] == "detached").await;
+    assert_eq!(detached["sender"], victim_handle);
+    assert_eq!(
+        witness.plugin_event("leave").await,
+        json!({"event": "leave", "user_id": "victim", "room_id": "hub"})
     );
 }

@@ -34,9 +34,9 @@ impl Claims {
                 .is_none_or(|ids| ids.iter().any(|r| r == room))
     }
 
-    /// Whether a publisher in `room` may be subscribed to: any room unless the token
-    /// lists rooms.
-    pub fn may_watch(&self, room: &str) -> bool {
+    /// Whether the token applies to `room` (to subscribe to a publisher there, or to kick
+    /// someone there): any room unless the token lists rooms.
+    pub fn covers(&self, room: &str) -> bool {
         self.room_ids
             .as_ref()
             .is_none_or(|ids| ids.iter().any(|r| r == room))
@@ -180,7 +180,7 @@ mod tests {
         };
         assert!(listed.may_join("alpha"));
         assert!(!listed.may_join("beta"));
-        assert!(listed.may_watch("alpha") && !listed.may_watch("beta"));
+        assert!(listed.covers("alpha") && !listed.covers("beta"));
         let no_hub = Claims::default();
         assert!(!no_hub.may_join("alpha"));
     }
