@@ -234,3 +234,52 @@ async fn a_token_with_kick_users_kicks_from_outside_the_room() {
         json!({"event": "leave", "user_id": "victim", "room_id": "hub"})
     );
 }
+
+#[tokio::test]
+async fn a_handle_subscribes_once_whether_with_its_join_or_after() {
+    let server = Server::start(&[("hub", OPEN)]);
+    let (mut janus, session, handle) = Janus::attached(&server).await;
+    let reply = janus
+        .message(
+            session,
+            handle,
+            json!({"kind": "subscribe", "what": {"notifications": true}}),
+        )
+        .await;
+    assert_eq!(reply, json!({"success": true, "response": {}}));
+    let reply = janus
+        .message(
+            session,
+            handle,
+            json!({"kind": "join", "room_id": "hub", "user_id": "u",
+                   "subscribe": {"notifications": true, "data": true}}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        json!({"success": false, "error": {"msg": "Handles may only subscribe once!"}})
+    );
+    // Refused before anything happened: the handle joins without a subscription, and
+    // keeps the one it has.
+    let reply = janus
+        .message(
+            session,
+            handle,
+            json!({"kind": "join", "room_id": "hub", "user_id": "u"}),
+        )
+        .await;
+    assert_eq!(reply["success"], true, "{reply}");
+    let (_other, _, _) = Janus::joined(&server, "hub", "v", json!({"data": true})).await;
+    assert_eq!(janus.plugin_event("join").await["user_id"], "v");
+    let reply = janus
+        .message(
+            session,
+            handle,
+            json!({"kind": "subscribe", "what": {"data": true}}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        json!({"success": false, "error": {"msg": "Users may only subscribe once!"}})
+    );
+}

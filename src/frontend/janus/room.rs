@@ -153,8 +153,15 @@ impl Session {
         subscribe: Option<Subscription>,
         token: Option<&str>,
     ) -> Result<(Value, Option<Value>), String> {
-        if self.handles.get(&id).is_none_or(|h| h.joined.is_some()) {
+        let Some(handle) = self.handles.get(&id) else {
+            return Err("No such handle.".into());
+        };
+        if handle.joined.is_some() {
             return Err("Handles may only join once!".into());
+        }
+        // The original's text; it refuses after joining, we before anything happens.
+        if subscribe.is_some() && handle.subscription.is_some() {
+            return Err("Handles may only subscribe once!".into());
         }
         self.check_join_token(room, token)?;
         let group = GroupName::new(room).ok_or_else(|| format!("Invalid room_id {room:?}."))?;
@@ -210,7 +217,9 @@ impl Session {
         }
         handle.joined = Some(key.clone());
         handle.member = member;
-        handle.subscription = subscribe.clone();
+        if subscribe.is_some() {
+            handle.subscription = subscribe.clone();
+        }
         let users: Vec<String> = entry
             .view
             .users()
