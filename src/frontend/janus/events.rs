@@ -131,7 +131,11 @@ impl Session {
         };
         match event {
             MediaEvent::Data { label, payload } => {
-                if let Some(user) = self.users.get(key)
+                // Only a room member's channels speak to the room: a handle that joined
+                // without `data` is no user the others know of.
+                let member = self.handles.get(&handle).is_some_and(|h| h.member);
+                if member
+                    && let Some(user) = self.users.get(key)
                     && let Err(error) = user.membership.send_data(None, Some(label), payload)
                 {
                     tracing::debug!(session = self.id, handle, "data not relayed: {error}");
