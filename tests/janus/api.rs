@@ -166,6 +166,46 @@ async fn the_core_protocol_answers_with_janus_codes() {
 }
 
 #[tokio::test]
+async fn ids_that_are_not_numbers_are_answered_as_janus_does() {
+    let server = Server::start(&[("hub", OPEN)]);
+    let mut janus = Janus::connect(&server).await;
+    let session = janus.create().await;
+    // Janus's core reads a session id only from an integer: any other is none, and the
+    // request is one of the root's.
+    let reply = janus
+        .request(json!({"janus": "keepalive", "session_id": session.to_string()}))
+        .await;
+    assert_eq!(
+        reply["error"],
+        error(457, "Unhandled request 'keepalive' at this path")
+    );
+    // A handle id that is not a positive integer names no handle.
+    for handle in [json!("1"), json!(0), json!(true)] {
+        let reply = janus
+            .request(json!({"janus": "attach", "plugin": "janus.plugin.sfu",
+                            "session_id": session, "handle_id": handle}))
+            .await;
+        assert_eq!(reply["error"], error(459, "Handle not found"), "{handle}");
+    }
+    // A chosen session id must be a positive integer, checked (as the transaction and
+    // `janus` are) before the request is answered with its transaction.
+    janus.send(json!({"janus": "create", "id": "77"})).await;
+    let reply = janus.recv_matching(|m| m["janus"] == "error").await;
+    assert_eq!(
+        reply["error"],
+        error(
+            467,
+            "Invalid element type (id should be a positive integer)"
+        )
+    );
+    assert!(reply.get("transaction").is_none(), "{reply}");
+    let reply = janus
+        .request(json!({"janus": "keepalive", "session_id": session}))
+        .await;
+    assert_eq!(reply["janus"], "ack", "the session is unharmed");
+}
+
+#[tokio::test]
 async fn a_socket_creates_and_destroys_sessions_again_and_again() {
     let server = Server::start(&[("hub", OPEN)]);
     let mut janus = Janus::connect(&server).await;

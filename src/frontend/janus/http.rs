@@ -65,9 +65,13 @@ pub async fn post(
         Ok(envelope) => envelope,
         Err(error) => return HttpAnswer::ok(error.to_json()),
     };
+    // The path's ids stand in for the body's, as in Janus's HTTP transport.
     if session.is_some() {
         envelope.session = session;
+    }
+    if handle.is_some() {
         envelope.handle = handle;
+        envelope.bad_handle = false;
     }
     let (sender, receiver) = oneshot::channel();
     let transaction = envelope.transaction.clone();

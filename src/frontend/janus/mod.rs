@@ -312,6 +312,12 @@ async fn route(
                 .error(code::SESSION_NOT_FOUND, "Session not found")
                 .to_json(),
         ),
+        // As Janus: a handle id that is no number is no handle, whatever the session.
+        (Some(_), None) if envelope.bad_handle => reply.send(
+            envelope
+                .error(code::HANDLE_NOT_FOUND, "Handle not found")
+                .to_json(),
+        ),
         (Some(session), _) => match ctx.janus.sessions.sender(session) {
             None => reply.send(
                 envelope

@@ -69,10 +69,13 @@ impl ApiError {
 pub struct Envelope {
     pub janus: String,
     pub transaction: String,
-    /// `session_id` and `handle_id` when present and positive integers (Janus treats any
-    /// other value as absent).
+    /// `session_id` when a positive integer: Janus treats any other value as absent.
     pub session: Option<u64>,
+    /// `handle_id` when a positive integer.
     pub handle: Option<u64>,
+    /// A `handle_id` that is there but not a positive integer: on a session's path, Janus
+    /// answers it 459 (without a session, the request is the root's, as without one).
+    pub bad_handle: bool,
     pub body: Map<String, Value>,
 }
 
@@ -94,19 +97,26 @@ pub fn envelope(value: Value) -> Result<Envelope, ApiError> {
     };
     let id = |name: &str| body.get(name).and_then(Value::as_u64).filter(|&n| n > 0);
     let (session, handle) = (id("session_id"), id("handle_id"));
-    let transaction = required_string(&body, "transaction").map_err(|mut e| {
+    let bad_handle = handle.is_none() && body.get("handle_id").is_some_and(|h| !h.is_null());
+    let with_session = |mut e: ApiError| {
         e.session = session;
         e
-    })?;
-    let janus = required_string(&body, "janus").map_err(|mut e| {
-        e.session = session;
-        e
-    })?;
+    };
+    // Checked in Janus's order, all before the request's path is looked at.
+    let transaction = required_string(&body, "transaction").map_err(with_session)?;
+    let janus = required_string(&body, "janus").map_err(with_session)?;
+    if body.get("id").is_some_and(|id| id.as_u64().is_none()) {
+        return Err(with_session(ApiError::new(
+            code::INVALID_ELEMENT_TYPE,
+            "Invalid element type (id should be a positive integer)",
+        )));
+    }
     Ok(Envelope {
         janus,
         transaction,
         session,
         handle,
+        bad_handle,
         body,
     })
 }
@@ -390,8 +400,31 @@ mod tests {
         let ok =
             parse(r#"{"transaction": "t", "janus": "attach", "session_id": 5, "handle_id": "x"}"#)
                 .unwrap();
-        assert_eq!((ok.session, ok.handle), (Some(5), None));
+        assert_eq!(
+            (ok.session, ok.handle, ok.bad_handle),
+            (Some(5), None, true)
+        );
+        let ok = parse(r#"{"transaction": "t", "janus": "info", "session_id": "5"}"#).unwrap();
+        assert_eq!(
+            ok.session, None,
+            "as in Janus, a session id that is no number is none"
+        );
         assert_eq!(parse("[1]").unwrap_err().code, code::INVALID_JSON_OBJECT);
+        for id in [r#""7""#, "-1", "1.5", "null"] {
+            let e = parse(&format!(
+                r#"{{"transaction": "t", "janus": "create", "id": {id}}}"#
+            ))
+            .unwrap_err();
+            assert_eq!(
+                (e.code, e.reason.as_str(), e.transaction),
+                (
+                    467,
+                    "Invalid element type (id should be a positive integer)",
+                    None
+                ),
+                "id {id}"
+            );
+        }
     }
 
     #[test]
