@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::media::{
     DataPayload, EventSink, Layout, MediaError, MediaEvent, MediaKind, TrackSelection,
-    VideoSelection, check_sdp,
+    VideoSelection, check_sdp, end_of_candidates,
 };
 pub use chat::{ChatMessage, ClearChat};
 pub use client::Direction;

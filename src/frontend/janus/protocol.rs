@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::group::end_of_candidates;
+
 /// Janus's API error codes (janus/apierror.h) that this server uses.
 pub mod code {
     pub const UNKNOWN: u16 = 490;
@@ -224,19 +226,14 @@ pub fn message_parts(envelope: &Envelope) -> Result<(Map<String, Value>, Option<
     Ok((body, jsep))
 }
 
-/// What a `trickle` carries.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Trickle {
-    /// Candidates as `RTCIceCandidateInit` objects.
-    Candidates(Vec<Value>),
-    /// The end of the client's candidates (`{"completed": true}` or `null`).
-    Completed,
-}
-
-/// Parses a `trickle` request's `candidate` or `candidates`, with Janus's checks.
-pub fn trickle(envelope: &Envelope) -> Result<Trickle, ApiError> {
+/// Parses a `trickle` request's `candidate` or `candidates`, with Janus's checks, into
+/// the candidates for the media layer, in order: `RTCIceCandidateInit` objects, and
+/// [`end_of_candidates`] where the client said it has no more (`{"completed": true}` or
+/// `null`).
+pub fn trickle(envelope: &Envelope) -> Result<Vec<Value>, ApiError> {
     let candidate = envelope.body.get("candidate");
     let candidates = envelope.body.get("candidates");
+    let media = |checked: Option<Value>| checked.unwrap_or_else(end_of_candidates);
     match (candidate, candidates) {
         (None, None) => Err(envelope.error(
             code::MISSING_MANDATORY_ELEMENT,
@@ -247,27 +244,15 @@ pub fn trickle(envelope: &Envelope) -> Result<Trickle, ApiError> {
             "Can't have both candidate and candidates",
         )),
         (Some(candidate), None) => match check_candidate(candidate) {
-            Ok(Some(c)) => Ok(Trickle::Candidates(vec![c])),
-            Ok(None) => Ok(Trickle::Completed),
+            Ok(checked) => Ok(vec![media(checked)]),
             Err((code, reason)) => Err(envelope.error(code, reason)),
         },
-        (None, Some(Value::Array(list))) => {
-            // As Janus: candidates in a list that do not parse are skipped.
-            let mut good = vec![];
-            let mut completed = false;
-            for c in list {
-                match check_candidate(c) {
-                    Ok(Some(c)) => good.push(c),
-                    Ok(None) => completed = true,
-                    Err(_) => {}
-                }
-            }
-            if good.is_empty() && completed {
-                Ok(Trickle::Completed)
-            } else {
-                Ok(Trickle::Candidates(good))
-            }
-        }
+        // As Janus: candidates in a list that do not parse are skipped.
+        (None, Some(Value::Array(list))) => Ok(list
+            .iter()
+            .filter_map(|c| check_candidate(c).ok())
+            .map(media)
+            .collect()),
         (None, Some(_)) => {
             Err(envelope.error(code::INVALID_ELEMENT_TYPE, "candidates is not an array"))
         }
@@ -476,27 +461,29 @@ mod tests {
     fn trickles() {
         let t = |text: &str| trickle(&parse(text).unwrap());
         let head = r#""transaction": "t", "janus": "trickle""#;
+        let end = end_of_candidates();
         assert_eq!(
             t(&format!("{{{head}, \"candidate\": null}}")),
-            Ok(Trickle::Completed)
+            Ok(vec![end.clone()]),
+            "the end of candidates goes to the media layer"
         );
         assert_eq!(
             t(&format!(
                 "{{{head}, \"candidate\": {{\"completed\": true}}}}"
             )),
-            Ok(Trickle::Completed)
+            Ok(vec![end.clone()])
         );
         let c = json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0"});
         assert_eq!(
             t(&format!("{{{head}, \"candidate\": {c}}}")),
-            Ok(Trickle::Candidates(vec![c.clone()]))
+            Ok(vec![c.clone()])
         );
         assert_eq!(
             t(&format!(
-                "{{{head}, \"candidates\": [{c}, {{\"candidate\": 5, \"sdpMid\": \"0\"}}]}}"
+                "{{{head}, \"candidates\": [{c}, {{\"candidate\": 5, \"sdpMid\": \"0\"}}, {{\"completed\": true}}]}}"
             )),
-            Ok(Trickle::Candidates(vec![c.clone()])),
-            "bad candidates in a list are skipped"
+            Ok(vec![c.clone(), end.clone()]),
+            "bad candidates in a list are skipped; its end is kept, in its place"
         );
         assert_eq!(t(&format!("{{{head}}}")).unwrap_err().code, 456);
         assert_eq!(

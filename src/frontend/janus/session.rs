@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::plugin::Subscription;
-use super::protocol::{self, ApiError, Envelope, Trickle, code};
+use super::protocol::{self, ApiError, Envelope, code};
 use super::transport::{Output, Reply};
 use super::users::RoomView;
 use super::{MAX_HANDLES, SESSION_TIMEOUT};
@@ -390,11 +390,7 @@ impl Session {
     }
 
     async fn trickle(&mut self, envelope: &Envelope, id: u64) -> Result<Value, ApiError> {
-        let candidates = match protocol::trickle(envelope)? {
-            Trickle::Completed => vec![],
-            Trickle::Candidates(candidates) => candidates,
-        };
-        for candidate in candidates {
+        for candidate in protocol::trickle(envelope)? {
             self.add_candidate(id, candidate).await;
         }
         Ok(Value::Object(envelope.reply("ack")))
