@@ -212,6 +212,29 @@ impl Janus {
         assert_eq!(reply["janus"], "ack", "{reply}");
     }
 
+    /// Keeps `session` alive until a message satisfying `matches` arrives.
+    pub async fn keep_alive_until(
+        &mut self,
+        session: u64,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(i) = self.backlog.iter().position(&matches) {
+                return self.backlog.remove(i);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no matching message; kept: {:#?}",
+                self.backlog
+            );
+            self.keepalive(session).await;
+            while let Some(m) = self.recv_raw(Duration::from_millis(300)).await {
+                self.backlog.push(m);
+            }
+        }
+    }
+
     /// Closes the WebSocket.
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;

@@ -1,5 +1,5 @@
-//! The plugin's rooms: presence, data, kicks, limits, with Galène clients in the same
-//! groups.
+//! The plugin's rooms: presence, data, kicks, subscriptions, limits and timeouts, with
+//! Galène clients in the same groups.
 
 use std::time::Duration;
 
@@ -282,4 +282,51 @@ async fn a_handle_subscribes_once_whether_with_its_join_or_after() {
         reply,
         json!({"success": false, "error": {"msg": "Users may only subscribe once!"}})
     );
+}
+
+#[tokio::test]
+async fn a_session_that_times_out_leaves_its_rooms() {
+    let server = Server::start(&[("hub", OPEN)]);
+    configure(&server, false, Some(2));
+    let mut observer = Client::join(&server.ws_url(), "observer", "hub", "observer", "").await;
+    let member = json!({"notifications": true, "data": true});
+    let (mut silent, silent_session, silent_handle) =
+        Janus::joined(&server, "hub", "silent", member.clone()).await;
+    let second = silent.attach(silent_session).await;
+    let reply = silent
+        .message(
+            silent_session,
+            second,
+            json!({"kind": "join", "room_id": "hub", "user_id": "silent"}),
+        )
+        .await;
+    assert_eq!(reply["success"], true, "{reply}");
+    let (mut alive, alive_session, _) = Janus::joined(&server, "hub", "alive", member).await;
+
+    let leave = alive
+        .keep_alive_until(alive_session, |m| {
+            m["plugindata"]["data"]["event"] == "leave"
+        })
+        .await;
+    assert_eq!(
+        leave["plugindata"]["data"],
+        json!({"event": "leave", "user_id": "silent", "room_id": "hub"})
+    );
+    observer
+        .recv_matching(|m| m["type"] == "user" && m["kind"] == "delete" && m["id"] == "silent")
+        .await;
+    let timeout = silent.recv_matching(|m| m["janus"] == "timeout").await;
+    assert_eq!(
+        timeout,
+        json!({"janus": "timeout", "session_id": silent_session})
+    );
+    for handle in [silent_handle, second] {
+        let reply = silent
+            .request(json!({"janus": "message", "session_id": silent_session,
+                            "handle_id": handle, "body": {}}))
+            .await;
+        assert_eq!(reply["error"]["code"], 458, "{reply}");
+    }
+    // The other session, kept alive, is still in the room.
+    alive.keepalive(alive_session).await;
 }
