@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::media::{
     DataPayload, EventSink, Layout, MediaError, MediaEvent, MediaKind, TrackSelection,
-    VideoSelection, check_sdp,
+    VideoSelection, check_sdp, end_of_candidates,
 };
 pub use chat::{ChatMessage, ClearChat};
 pub use client::Direction;
@@ -379,6 +379,22 @@ impl Registry {
     /// Whether `a` or `b` blocks the other.
     pub fn is_blocked(&self, a: &ClientId, b: &ClientId) -> bool {
         lock(&self.blocks).between(a, b)
+    }
+
+    /// Kicks `dest` out of the group `group` on the authority of a credential the frontend
+    /// checked itself (a Janus token with `kick_users`), whether or not the caller is in
+    /// the group. Only groups in memory are looked at: one that is not has nobody in it.
+    pub fn kick_with_credential(
+        &self,
+        group: &GroupName,
+        dest: &ClientId,
+        reason: &str,
+    ) -> Result<(), state::ActionError> {
+        let group = lock(&self.groups)
+            .get(group)
+            .cloned()
+            .ok_or(state::ActionError::NoSuchUser)?;
+        group.kick_with_credential(dest, reason)
     }
 
     /// Clients currently in any group.

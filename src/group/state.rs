@@ -409,6 +409,27 @@ impl Group {
         closing.run();
     }
 
+    /// Kicks a member on the authority of a credential a frontend checked itself (a Janus
+    /// token with `kick_users`), for someone who need not be in the group: the member is
+    /// told it was kicked, by nobody in particular.
+    pub(super) fn kick_with_credential(
+        &self,
+        dest: &ClientId,
+        reason: &str,
+    ) -> Result<(), ActionError> {
+        self.state().member(dest).ok_or(ActionError::NoSuchUser)?;
+        tracing::info!(group = %self.name, client = %dest, "kicked on a credential");
+        self.remove(
+            dest,
+            Some(Event::Kicked {
+                by: None,
+                by_username: None,
+                reason: reason.to_owned(),
+            }),
+        );
+        Ok(())
+    }
+
     fn permissions_of(state: &State, id: &ClientId) -> Result<Permissions, ActionError> {
         state
             .member(id)

@@ -649,6 +649,12 @@ pub fn check_sdp(sdp: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The remote candidate that says the peer has no more (an empty `candidate`, as in the
+/// browsers' end-of-candidates `RTCIceCandidateInit`), for the `add_candidate`s.
+pub fn end_of_candidates() -> serde_json::Value {
+    serde_json::json!({"candidate": ""})
+}
+
 /// Parse a remote candidate; `Ok(None)` is the end-of-candidates marker.
 fn parse_candidate(value: serde_json::Value) -> Result<Option<RTCIceCandidateInit>, MediaError> {
     if value.is_null() {
@@ -707,6 +713,7 @@ mod tests {
             parse_candidate(serde_json::json!({"candidate": ""})),
             Ok(None)
         );
+        assert_eq!(parse_candidate(end_of_candidates()), Ok(None));
         let c = parse_candidate(serde_json::json!({
             "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host",
             "sdpMid": "0", "sdpMLineIndex": 0

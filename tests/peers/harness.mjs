@@ -198,6 +198,29 @@ export async function publish(session, room, user, {token} = {}) {
     return {handle, pc, media, reply, stop() { media.stop(); pc.close(); }};
 }
 
+/**
+ * Joins with `subscribe` and an offer of one data channel, `reliable`, as
+ * naf-janus-adapter's does; resolves once the channel is open. `received` collects what
+ * arrives on it.
+ */
+export async function dataHandle(session, room, user, subscribe) {
+    const {handle, pc, webrtcup} = await sfuHandle(session);
+    const channel = pc.createDataChannel('reliable', {ordered: true});
+    const received = [];
+    channel.addEventListener('message', (e) => received.push(JSON.parse(e.data)));
+    const open = new Promise((r) => channel.addEventListener('open', r, {once: true}));
+    await pc.setLocalDescription(await pc.createOffer());
+    const reply = await handle.send('message', {
+        body: {kind: 'join', room_id: room, user_id: user, subscribe},
+        jsep: pc.localDescription,
+    });
+    assert.equal(reply.plugindata.data.success, true, JSON.stringify(reply.plugindata.data));
+    await pc.setRemoteDescription(reply.jsep);
+    await webrtcup;
+    await open;
+    return {handle, pc, channel, received, stop() { pc.close(); }};
+}
+
 /** Joins as a subscriber of `target`'s media and answers the offer; counts what it decodes. */
 export async function subscribe(session, room, user, target) {
     const {handle, pc, webrtcup} = await sfuHandle(session);

@@ -6,8 +6,8 @@ import {test} from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-    eventually, fakeMedia, fixture, httpSession, nafClient, publish, signJwt, sleep, sfuHandle,
-    startServer, subscribe, wsSession,
+    dataHandle, eventually, fakeMedia, fixture, httpSession, nafClient, publish, signJwt, sleep,
+    sfuHandle, startServer, subscribe, wsSession,
 } from './harness.mjs';
 
 test('two naf-janus-adapter clients see each other and exchange reliable and unreliable data; a third that blocked one gets nothing from it', async (t) => {
@@ -54,6 +54,39 @@ test('two naf-janus-adapter clients see each other and exchange reliable and unr
         {what: 'messages flowing between alice and carol again'});
     assert.ok(!carol.received.some((m) => m.data.n === 3), 'carol got nothing from alice while she blocked her');
     assert.ok(!alice.received.some((m) => m.data.n === 4), 'alice got nothing from carol while she was blocked');
+});
+
+test('only room members speak on the data channels: what a handle that joined without data sends goes nowhere', async (t) => {
+    const server = await startServer();
+    t.after(() => server.stop());
+    const naf = nafClient(server.base, 'hub', 'listener');
+    t.after(() => naf.disconnect());
+    await naf.connected;
+    const sessions = [];
+    for (let i = 0; i < 2; i++) {
+        const s = await wsSession(server.janus);
+        t.after(() => s.close());
+        await s.session.create();
+        sessions.push(s.session);
+    }
+    const outsider = await dataHandle(sessions[0], 'hub', 'outsider', {notifications: true});
+    t.after(() => outsider.stop());
+    const member = await dataHandle(sessions[1], 'hub', 'member', {notifications: true, data: true});
+    t.after(() => member.stop());
+    await eventually(() => naf.adapter.occupants.member, {what: 'the member among naf\'s occupants'});
+    assert.ok(!naf.adapter.availableOccupants.includes('outsider'), 'the outsider is no user of the room');
+
+    outsider.channel.send(JSON.stringify({dataType: 'u', data: {from: 'outsider'}}));
+    await eventually(() => outsider.channel.bufferedAmount === 0, {what: 'the outsider\'s message sent'});
+    await sleep(300);
+    member.channel.send(JSON.stringify({dataType: 'u', data: {from: 'member'}}));
+    await eventually(() => naf.received.some((m) => m.data.from === 'member'), {what: 'the member\'s message relayed'});
+    naf.adapter.broadcastDataGuaranteed('u', {from: 'listener'});
+    await eventually(() => member.received.some((m) => m.data.from === 'listener'), {what: 'the listener\'s message at the member'});
+    await sleep(500);
+    assert.ok(!naf.received.some((m) => m.data.from === 'outsider'), 'nothing from the outsider reached a member');
+    assert.ok(!member.received.some((m) => m.data.from === 'outsider'), 'nor the other member');
+    assert.ok(!outsider.received.length, 'and the outsider gets no room data');
 });
 
 test('a minijanus subscriber decodes the audio and VP8 video of a minijanus publisher; a block stops them and an unblock brings them back', async (t) => {

@@ -1,7 +1,9 @@
 //! Janus's HTTP transport on `/janus`, as janus.js uses it: `POST /janus` creates a
 //! session, `POST /janus/<session>[/<handle>]` sends a request (its synchronous reply is
 //! the response), and `GET /janus/<session>?maxev=N` long-polls for up to 30 seconds for
-//! the session's events (a `keepalive` when there were none). `GET /janus/info` says what
+//! the session's events (a `keepalive` when there were none). A session that times out
+//! tells the long poll waiting then, as Janus's transport does, or else the next one
+//! within `ENDED_GRACE` (where Janus would have dropped it). `GET /janus/info` says what
 //! the server is. Every answer is JSON; Janus errors are JSON with status 200, as in Janus.
 
 use std::net::SocketAddr;
@@ -13,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::protocol::{self, ApiError, code};
 use super::transport::Reply;
-use super::{Origin, route};
+use super::{Origin, Polled, route};
 use crate::frontend::Context;
 
 /// How long a long poll waits for an event.
@@ -63,9 +65,13 @@ pub async fn post(
         Ok(envelope) => envelope,
         Err(error) => return HttpAnswer::ok(error.to_json()),
     };
+    // The path's ids stand in for the body's, as in Janus's HTTP transport.
     if session.is_some() {
         envelope.session = session;
+    }
+    if handle.is_some() {
         envelope.handle = handle;
+        envelope.bad_handle = false;
     }
     let (sender, receiver) = oneshot::channel();
     let transaction = envelope.transaction.clone();
@@ -93,8 +99,9 @@ pub async fn get(ctx: &Arc<Context>, path: &str, maxev: Option<usize>) -> HttpAn
         }
         _ => return not_found(path),
     };
-    let queue = match ctx.janus.sessions.poll_queue(session) {
-        None => {
+    let max = maxev.unwrap_or(1).clamp(1, MAX_EVENTS);
+    let mut events = match ctx.janus.sessions.poll(session, max) {
+        Polled::Gone => {
             let mut error = ApiError::new(
                 code::SESSION_NOT_FOUND,
                 format!("No such session {session}"),
@@ -102,7 +109,7 @@ pub async fn get(ctx: &Arc<Context>, path: &str, maxev: Option<usize>) -> HttpAn
             error.session = Some(session);
             return HttpAnswer::ok(error.to_json());
         }
-        Some(None) => {
+        Polled::Socket => {
             let mut error = ApiError::new(
                 code::INVALID_REQUEST_PATH,
                 "This session's events go to the WebSocket it was created on",
@@ -110,10 +117,9 @@ pub async fn get(ctx: &Arc<Context>, path: &str, maxev: Option<usize>) -> HttpAn
             error.session = Some(session);
             return HttpAnswer::ok(error.to_json());
         }
-        Some(Some(queue)) => queue,
+        Polled::Ended(events) => events,
+        Polled::Live(queue) => queue.poll(max, LONG_POLL).await,
     };
-    let max = maxev.unwrap_or(1).clamp(1, MAX_EVENTS);
-    let mut events = queue.poll(max, LONG_POLL).await;
     if events.is_empty() {
         events.push(json!({"janus": "keepalive"}));
     }

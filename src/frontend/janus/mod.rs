@@ -17,6 +17,7 @@
 //!  HTTP long poll ◀─┘   (reply)    actor     └── media events of connections made before a join
 //! ```
 
+mod events;
 mod http;
 mod plugin;
 mod protocol;
@@ -28,6 +29,7 @@ mod users;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +56,8 @@ const MAX_SESSIONS: usize = 4096;
 const MAX_SESSIONS_PER_SOCKET: usize = 16;
 /// Requests a session may have waiting.
 const REQUEST_QUEUE: usize = 64;
+/// How long the last events of an HTTP session that timed out wait for a long poll.
+const ENDED_GRACE: Duration = Duration::from_secs(10);
 
 /// What every Janus connection shares: the sessions and the token key.
 #[derive(Default)]
@@ -66,81 +70,173 @@ struct Entry {
     requests: mpsc::Sender<Request>,
     http: Option<Arc<HttpQueue>>,
     last_activity: Arc<Mutex<Instant>>,
+    /// Which session had this id: a client may take an id again once it is free, so what
+    /// ends a session checks that the entry is still that session's.
+    serial: u64,
+    /// The WebSocket the session was created on; `None` over HTTP.
+    socket: Option<u64>,
+}
+
+/// An HTTP session that timed out, kept a little while so that the next long poll gets
+/// its last events (the `timeout`) rather than "No such session".
+struct Ended {
+    queue: Arc<HttpQueue>,
+    until: Instant,
+}
+
+#[derive(Default)]
+struct Table {
+    live: HashMap<u64, Entry>,
+    ended: HashMap<u64, Ended>,
 }
 
 #[derive(Default)]
 struct Sessions {
-    map: Mutex<HashMap<u64, Entry>>,
+    table: Mutex<Table>,
+    /// Serials of sessions and ids of WebSockets.
+    next_serial: AtomicU64,
+}
+
+/// What a long poll finds at a session id.
+enum Polled {
+    /// A live HTTP session's queue, to wait on.
+    Live(Arc<HttpQueue>),
+    /// A session that timed out: its last events.
+    Ended(Vec<Value>),
+    /// A live session whose events go to its WebSocket.
+    Socket,
+    Gone,
 }
 
 impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a session's actor.
+    fn serial(&self) -> u64 {
+        self.next_serial.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Starts a session's actor. `socket` is the WebSocket it is created on, if any.
     fn create(
         &self,
         ctx: &Arc<Context>,
         wanted: Option<u64>,
         address: Option<SocketAddr>,
         output: Output,
+        socket: Option<u64>,
     ) -> Result<u64, (u16, String)> {
-        let mut map = self.lock();
-        if map.len() >= MAX_SESSIONS {
+        let mut table = self.lock();
+        if table.live.len() >= MAX_SESSIONS {
             return Err((
                 code::NOT_ACCEPTING_SESSIONS,
                 "Not accepting new sessions".into(),
             ));
         }
+        if socket.is_some()
+            && table.live.values().filter(|e| e.socket == socket).count() >= MAX_SESSIONS_PER_SOCKET
+        {
+            return Err((
+                code::NOT_ACCEPTING_SESSIONS,
+                "Not accepting new sessions on this connection".into(),
+            ));
+        }
         let id = match wanted {
-            Some(id) if map.contains_key(&id) => {
-                return Err((468, "Session ID already in use".into()));
+            Some(id) if table.live.contains_key(&id) => {
+                return Err((code::SESSION_CONFLICT, "Session ID already in use".into()));
             }
             Some(id) => id,
             None => loop {
                 let id = random_id();
-                if !map.contains_key(&id) {
+                if !table.live.contains_key(&id) {
                     break id;
                 }
             },
         };
+        // The id is this session's now, with whatever long polls ask of it.
+        table.ended.remove(&id);
         let (requests, receiver) = mpsc::channel(REQUEST_QUEUE);
         let last_activity = Arc::new(Mutex::new(Instant::now()));
         let http = match &output {
             Output::Http(queue) => Some(queue.clone()),
             Output::Socket(_) => None,
         };
-        map.insert(
+        let serial = self.serial();
+        table.live.insert(
             id,
             Entry {
                 requests,
                 http,
                 last_activity: last_activity.clone(),
+                serial,
+                socket,
             },
         );
-        let session = Session::new(id, ctx.clone(), address, output, last_activity);
+        let session = Session::new(id, serial, ctx.clone(), address, output, last_activity);
         ctx.connections.spawn(session.run(receiver));
         Ok(id)
     }
 
     fn sender(&self, id: u64) -> Option<mpsc::Sender<Request>> {
-        self.lock().get(&id).map(|e| e.requests.clone())
+        self.lock().live.get(&id).map(|e| e.requests.clone())
     }
 
-    /// An HTTP session's event queue, its activity marked (a long poll keeps it alive).
-    fn poll_queue(&self, id: u64) -> Option<Option<Arc<HttpQueue>>> {
-        let map = self.lock();
-        let entry = map.get(&id)?;
-        if let Ok(mut t) = entry.last_activity.lock() {
-            *t = Instant::now();
+    /// What a long poll of session `id` gets: a live HTTP session's queue (its activity
+    /// marked: a long poll keeps it alive), or up to `max` last events of one that timed
+    /// out (forgotten once they are taken).
+    fn poll(&self, id: u64, max: usize) -> Polled {
+        let mut table = self.lock();
+        if let Some(entry) = table.live.get(&id) {
+            if let Ok(mut t) = entry.last_activity.lock() {
+                *t = Instant::now();
+            }
+            return match &entry.http {
+                Some(queue) => Polled::Live(queue.clone()),
+                None => Polled::Socket,
+            };
         }
-        Some(entry.http.clone())
+        let now = Instant::now();
+        table.ended.retain(|_, e| e.until > now);
+        let Some(ended) = table.ended.get(&id) else {
+            return Polled::Gone;
+        };
+        let events = ended.queue.take(max);
+        if ended.queue.is_empty() {
+            table.ended.remove(&id);
+        }
+        if events.is_empty() {
+            Polled::Gone
+        } else {
+            Polled::Ended(events)
+        }
     }
 
-    /// Forgets a session; its actor ends once its requests channel closes.
-    fn remove(&self, id: u64) {
-        self.lock().remove(&id);
+    /// Forgets session `id` if the entry is still the one of the session `serial`; its
+    /// actor ends once its requests channel closes. `last_events`, for an HTTP session
+    /// that timed out, are kept for the next long poll.
+    fn end(&self, id: u64, serial: u64, last_events: Option<Arc<HttpQueue>>) {
+        let mut table = self.lock();
+        if table.live.get(&id).is_none_or(|e| e.serial != serial) {
+            return;
+        }
+        table.live.remove(&id);
+        let now = Instant::now();
+        table.ended.retain(|_, e| e.until > now);
+        if let Some(queue) = last_events {
+            table.ended.insert(
+                id,
+                Ended {
+                    queue,
+                    until: now + ENDED_GRACE,
+                },
+            );
+        }
+    }
+
+    /// Forgets the sessions created on WebSocket `socket` (and only those: an id the
+    /// socket once had may be another client's by now).
+    fn close_socket(&self, socket: u64) {
+        self.lock().live.retain(|_, e| e.socket != Some(socket));
     }
 }
 
@@ -152,16 +248,17 @@ fn random_id() -> u64 {
 
 /// Where a request came from, for a `create`.
 enum Origin<'a> {
+    /// A WebSocket, by its id among the sessions' owners.
     Socket {
         outbox: &'a Outbox,
-        created: &'a mut Vec<u64>,
+        socket: u64,
     },
     Http,
 }
 
 /// Routes a validated request: root requests (`create`, `info`, `ping`) are answered
-/// here, the rest go to their session. A session created on a WebSocket is
-/// added to `created`, to end with the connection.
+/// here, the rest go to their session. A session created on a WebSocket belongs to it,
+/// and ends with it.
 async fn route(
     ctx: &Arc<Context>,
     envelope: Envelope,
@@ -182,27 +279,18 @@ async fn route(
                     .get("id")
                     .and_then(Value::as_u64)
                     .filter(|&id| id > 0);
-                let output = match &origin {
-                    Origin::Socket { outbox, created } => {
-                        if created.len() >= MAX_SESSIONS_PER_SOCKET {
-                            return reply.send(
-                                envelope
-                                    .error(
-                                        code::NOT_ACCEPTING_SESSIONS,
-                                        "Not accepting new sessions on this connection",
-                                    )
-                                    .to_json(),
-                            );
-                        }
-                        Output::Socket((*outbox).clone())
+                let (output, socket) = match origin {
+                    Origin::Socket { outbox, socket } => {
+                        (Output::Socket(outbox.clone()), Some(socket))
                     }
-                    Origin::Http => Output::Http(Arc::new(HttpQueue::default())),
+                    Origin::Http => (Output::Http(Arc::new(HttpQueue::default())), None),
                 };
-                match ctx.janus.sessions.create(ctx, wanted, address, output) {
+                match ctx
+                    .janus
+                    .sessions
+                    .create(ctx, wanted, address, output, socket)
+                {
                     Ok(id) => {
-                        if let Origin::Socket { created, .. } = origin {
-                            created.push(id);
-                        }
                         let mut success = envelope.reply("success");
                         success.insert("data".into(), serde_json::json!({"id": id}));
                         reply.send(Value::Object(success));
@@ -222,6 +310,12 @@ async fn route(
         (None, Some(_)) => reply.send(
             envelope
                 .error(code::SESSION_NOT_FOUND, "Session not found")
+                .to_json(),
+        ),
+        // As Janus: a handle id that is no number is no handle, whatever the session.
+        (Some(_), None) if envelope.bad_handle => reply.send(
+            envelope
+                .error(code::HANDLE_NOT_FOUND, "Handle not found")
                 .to_json(),
         ),
         (Some(session), _) => match ctx.janus.sessions.sender(session) {
@@ -252,7 +346,7 @@ async fn route(
 pub async fn serve(mut socket: WebSocket, ctx: Arc<Context>, address: Option<SocketAddr>) {
     let (sender, mut outgoing) = mpsc::channel::<String>(OUTBOX_CAPACITY);
     let outbox = Outbox(sender);
-    let mut created: Vec<u64> = vec![];
+    let socket_id = ctx.janus.sessions.serial();
     let shutdown = ctx.shutdown.clone();
     let close = loop {
         tokio::select! {
@@ -264,7 +358,7 @@ pub async fn serve(mut socket: WebSocket, ctx: Arc<Context>, address: Option<Soc
                     if let Ok(text) = frame.to_str() {
                         match protocol::parse(text) {
                             Ok(envelope) => {
-                                let origin = Origin::Socket { outbox: &outbox, created: &mut created };
+                                let origin = Origin::Socket { outbox: &outbox, socket: socket_id };
                                 route(&ctx, envelope, Reply::Socket(outbox.clone()), address, origin).await;
                             }
                             Err(error) => {
@@ -287,9 +381,7 @@ pub async fn serve(mut socket: WebSocket, ctx: Arc<Context>, address: Option<Soc
         }
     };
     // Sessions die with the connection they were created on, as in Janus.
-    for id in created {
-        ctx.janus.sessions.remove(id);
-    }
+    ctx.janus.sessions.close_socket(socket_id);
     if let Some((code, reason)) = close {
         close_websocket(&mut socket, code, reason).await;
     }

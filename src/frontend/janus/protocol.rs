@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::group::end_of_candidates;
+
 /// Janus's API error codes (janus/apierror.h) that this server uses.
 pub mod code {
     pub const UNKNOWN: u16 = 490;
@@ -19,6 +21,7 @@ pub mod code {
     pub const JSEP_UNKNOWN_TYPE: u16 = 464;
     pub const JSEP_INVALID_SDP: u16 = 465;
     pub const INVALID_ELEMENT_TYPE: u16 = 467;
+    pub const SESSION_CONFLICT: u16 = 468;
     pub const NOT_ACCEPTING_SESSIONS: u16 = 472;
 }
 
@@ -68,10 +71,13 @@ impl ApiError {
 pub struct Envelope {
     pub janus: String,
     pub transaction: String,
-    /// `session_id` and `handle_id` when present and positive integers (Janus treats any
-    /// other value as absent).
+    /// `session_id` when a positive integer: Janus treats any other value as absent.
     pub session: Option<u64>,
+    /// `handle_id` when a positive integer.
     pub handle: Option<u64>,
+    /// A `handle_id` that is there but not a positive integer: on a session's path, Janus
+    /// answers it 459 (without a session, the request is the root's, as without one).
+    pub bad_handle: bool,
     pub body: Map<String, Value>,
 }
 
@@ -93,19 +99,26 @@ pub fn envelope(value: Value) -> Result<Envelope, ApiError> {
     };
     let id = |name: &str| body.get(name).and_then(Value::as_u64).filter(|&n| n > 0);
     let (session, handle) = (id("session_id"), id("handle_id"));
-    let transaction = required_string(&body, "transaction").map_err(|mut e| {
+    let bad_handle = handle.is_none() && body.get("handle_id").is_some_and(|h| !h.is_null());
+    let with_session = |mut e: ApiError| {
         e.session = session;
         e
-    })?;
-    let janus = required_string(&body, "janus").map_err(|mut e| {
-        e.session = session;
-        e
-    })?;
+    };
+    // Checked in Janus's order, all before the request's path is looked at.
+    let transaction = required_string(&body, "transaction").map_err(with_session)?;
+    let janus = required_string(&body, "janus").map_err(with_session)?;
+    if body.get("id").is_some_and(|id| id.as_u64().is_none()) {
+        return Err(with_session(ApiError::new(
+            code::INVALID_ELEMENT_TYPE,
+            "Invalid element type (id should be a positive integer)",
+        )));
+    }
     Ok(Envelope {
         janus,
         transaction,
         session,
         handle,
+        bad_handle,
         body,
     })
 }
@@ -213,19 +226,14 @@ pub fn message_parts(envelope: &Envelope) -> Result<(Map<String, Value>, Option<
     Ok((body, jsep))
 }
 
-/// What a `trickle` carries.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Trickle {
-    /// Candidates as `RTCIceCandidateInit` objects.
-    Candidates(Vec<Value>),
-    /// The end of the client's candidates (`{"completed": true}` or `null`).
-    Completed,
-}
-
-/// Parses a `trickle` request's `candidate` or `candidates`, with Janus's checks.
-pub fn trickle(envelope: &Envelope) -> Result<Trickle, ApiError> {
+/// Parses a `trickle` request's `candidate` or `candidates`, with Janus's checks, into
+/// the candidates for the media layer, in order: `RTCIceCandidateInit` objects, and
+/// [`end_of_candidates`] where the client said it has no more (`{"completed": true}` or
+/// `null`).
+pub fn trickle(envelope: &Envelope) -> Result<Vec<Value>, ApiError> {
     let candidate = envelope.body.get("candidate");
     let candidates = envelope.body.get("candidates");
+    let media = |checked: Option<Value>| checked.unwrap_or_else(end_of_candidates);
     match (candidate, candidates) {
         (None, None) => Err(envelope.error(
             code::MISSING_MANDATORY_ELEMENT,
@@ -236,27 +244,15 @@ pub fn trickle(envelope: &Envelope) -> Result<Trickle, ApiError> {
             "Can't have both candidate and candidates",
         )),
         (Some(candidate), None) => match check_candidate(candidate) {
-            Ok(Some(c)) => Ok(Trickle::Candidates(vec![c])),
-            Ok(None) => Ok(Trickle::Completed),
+            Ok(checked) => Ok(vec![media(checked)]),
             Err((code, reason)) => Err(envelope.error(code, reason)),
         },
-        (None, Some(Value::Array(list))) => {
-            // As Janus: candidates in a list that do not parse are skipped.
-            let mut good = vec![];
-            let mut completed = false;
-            for c in list {
-                match check_candidate(c) {
-                    Ok(Some(c)) => good.push(c),
-                    Ok(None) => completed = true,
-                    Err(_) => {}
-                }
-            }
-            if good.is_empty() && completed {
-                Ok(Trickle::Completed)
-            } else {
-                Ok(Trickle::Candidates(good))
-            }
-        }
+        // As Janus: candidates in a list that do not parse are skipped.
+        (None, Some(Value::Array(list))) => Ok(list
+            .iter()
+            .filter_map(|c| check_candidate(c).ok())
+            .map(media)
+            .collect()),
         (None, Some(_)) => {
             Err(envelope.error(code::INVALID_ELEMENT_TYPE, "candidates is not an array"))
         }
@@ -389,8 +385,31 @@ mod tests {
         let ok =
             parse(r#"{"transaction": "t", "janus": "attach", "session_id": 5, "handle_id": "x"}"#)
                 .unwrap();
-        assert_eq!((ok.session, ok.handle), (Some(5), None));
+        assert_eq!(
+            (ok.session, ok.handle, ok.bad_handle),
+            (Some(5), None, true)
+        );
+        let ok = parse(r#"{"transaction": "t", "janus": "info", "session_id": "5"}"#).unwrap();
+        assert_eq!(
+            ok.session, None,
+            "as in Janus, a session id that is no number is none"
+        );
         assert_eq!(parse("[1]").unwrap_err().code, code::INVALID_JSON_OBJECT);
+        for id in [r#""7""#, "-1", "1.5", "null"] {
+            let e = parse(&format!(
+                r#"{{"transaction": "t", "janus": "create", "id": {id}}}"#
+            ))
+            .unwrap_err();
+            assert_eq!(
+                (e.code, e.reason.as_str(), e.transaction),
+                (
+                    467,
+                    "Invalid element type (id should be a positive integer)",
+                    None
+                ),
+                "id {id}"
+            );
+        }
     }
 
     #[test]
@@ -442,27 +461,29 @@ mod tests {
     fn trickles() {
         let t = |text: &str| trickle(&parse(text).unwrap());
         let head = r#""transaction": "t", "janus": "trickle""#;
+        let end = end_of_candidates();
         assert_eq!(
             t(&format!("{{{head}, \"candidate\": null}}")),
-            Ok(Trickle::Completed)
+            Ok(vec![end.clone()]),
+            "the end of candidates goes to the media layer"
         );
         assert_eq!(
             t(&format!(
                 "{{{head}, \"candidate\": {{\"completed\": true}}}}"
             )),
-            Ok(Trickle::Completed)
+            Ok(vec![end.clone()])
         );
         let c = json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0"});
         assert_eq!(
             t(&format!("{{{head}, \"candidate\": {c}}}")),
-            Ok(Trickle::Candidates(vec![c.clone()]))
+            Ok(vec![c.clone()])
         );
         assert_eq!(
             t(&format!(
-                "{{{head}, \"candidates\": [{c}, {{\"candidate\": 5, \"sdpMid\": \"0\"}}]}}"
+                "{{{head}, \"candidates\": [{c}, {{\"candidate\": 5, \"sdpMid\": \"0\"}}, {{\"completed\": true}}]}}"
             )),
-            Ok(Trickle::Candidates(vec![c.clone()])),
-            "bad candidates in a list are skipped"
+            Ok(vec![c.clone(), end.clone()]),
+            "bad candidates in a list are skipped; its end is kept, in its place"
         );
         assert_eq!(t(&format!("{{{head}}}")).unwrap_err().code, 456);
         assert_eq!(

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::plugin::Subscription;
-use super::protocol::{self, ApiError, Envelope, Trickle, code};
+use super::protocol::{self, ApiError, Envelope, code};
 use super::transport::{Output, Reply};
 use super::users::RoomView;
 use super::{MAX_HANDLES, SESSION_TIMEOUT};
@@ -101,6 +101,8 @@ type Queues = SelectAll<Pin<Box<dyn Stream<Item = (UserKey, Event)> + Send>>>;
 /// The session actor.
 pub(super) struct Session {
     pub id: u64,
+    /// Which session of this id it is (see `Sessions::end`).
+    serial: u64,
     pub ctx: Arc<Context>,
     /// The address of the client that created the session.
     pub address: Option<SocketAddr>,
@@ -116,11 +118,14 @@ pub(super) struct Session {
     pub last_activity: Arc<Mutex<Instant>>,
     /// Set by `destroy`, a timeout, or an output that can take no more.
     pub ended: bool,
+    /// Set by a timeout.
+    timed_out: bool,
 }
 
 impl Session {
     pub fn new(
         id: u64,
+        serial: u64,
         ctx: Arc<Context>,
         address: Option<SocketAddr>,
         output: Output,
@@ -129,6 +134,7 @@ impl Session {
         let (detached_events, detached_rx) = mpsc::unbounded_channel();
         Session {
             id,
+            serial,
             ctx,
             address,
             output,
@@ -139,6 +145,7 @@ impl Session {
             detached_rx,
             last_activity,
             ended: false,
+            timed_out: false,
         }
     }
 
@@ -162,7 +169,15 @@ impl Session {
                 _ = shutdown.cancelled() => break,
             }
         }
-        self.ctx.janus.sessions.remove(self.id);
+        // An HTTP client learns of its timeout from its next long poll.
+        let last_events = match &self.output {
+            Output::Http(queue) if self.timed_out => Some(queue.clone()),
+            _ => None,
+        };
+        self.ctx
+            .janus
+            .sessions
+            .end(self.id, self.serial, last_events);
         // Requests that came after the end are answered: the session is gone.
         requests.close();
         while let Ok(request) = requests.try_recv() {
@@ -186,6 +201,7 @@ impl Session {
             tracing::debug!(session = self.id, "Janus session timed out");
             self.emit(json!({"janus": "timeout", "session_id": self.id}));
             self.ended = true;
+            self.timed_out = true;
         }
     }
 
@@ -238,6 +254,8 @@ impl Session {
             ("keepalive", _) => Ok(Value::Object(envelope.reply("ack"))),
             ("attach", None) => self.attach(&envelope),
             ("destroy", None) => {
+                // Gone before the reply: the client may take its id again at once.
+                self.ctx.janus.sessions.end(self.id, self.serial, None);
                 self.ended = true;
                 Ok(Value::Object(envelope.reply("success")))
             }
@@ -372,11 +390,7 @@ impl Session {
     }
 
     async fn trickle(&mut self, envelope: &Envelope, id: u64) -> Result<Value, ApiError> {
-        let candidates = match protocol::trickle(envelope)? {
-            Trickle::Completed => vec![],
-            Trickle::Candidates(candidates) => candidates,
-        };
-        for candidate in candidates {
+        for candidate in protocol::trickle(envelope)? {
             self.add_candidate(id, candidate).await;
         }
         Ok(Value::Object(envelope.reply("ack")))

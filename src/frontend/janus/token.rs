@@ -34,9 +34,9 @@ impl Claims {
                 .is_none_or(|ids| ids.iter().any(|r| r == room))
     }
 
-    /// Whether a publisher in `room` may be subscribed to: any room unless the token
-    /// lists rooms.
-    pub fn may_watch(&self, room: &str) -> bool {
+    /// Whether the token applies to `room` (to subscribe to a publisher there, or to kick
+    /// someone there): any room unless the token lists rooms.
+    pub fn covers(&self, room: &str) -> bool {
         self.room_ids
             .as_ref()
             .is_none_or(|ids| ids.iter().any(|r| r == room))
@@ -139,10 +139,30 @@ mod tests {
             assert!(key.verify(&expired).is_err());
             assert!(key.verify("not.a.token").is_err());
         }
-        let mut tampered = sign(Algorithm::RS256, serde_json::json!({"join_hub": false}));
-        tampered.replace_range(10..11, "X");
+        // Tokens whose header and payload parse, so that only the signature can tell.
         let key = AuthKey::load(&fixture("janus-test-key.pub.pem")).unwrap();
-        assert!(key.verify(&tampered).is_err());
+        let genuine = sign(Algorithm::RS256, serde_json::json!({"join_hub": false}));
+        assert_eq!(key.verify(&genuine).map(|c| c.join_hub), Ok(false));
+        let granting = sign(Algorithm::RS256, serde_json::json!({"join_hub": true}));
+        let part = |token: &str, n: usize| token.split('.').nth(n).unwrap_or_default().to_owned();
+        let forged = format!(
+            "{}.{}.{}",
+            part(&genuine, 0),
+            part(&granting, 1),
+            part(&genuine, 2)
+        );
+        let mut bad_signature = genuine.clone();
+        let middle = genuine.len() - 100;
+        let flipped = if &genuine[middle..=middle] == "A" {
+            "B"
+        } else {
+            "A"
+        };
+        bad_signature.replace_range(middle..=middle, flipped);
+        for tampered in [forged, bad_signature] {
+            let error = key.verify(&tampered).unwrap_err();
+            assert!(error.contains("InvalidSignature"), "{tampered}: {error}");
+        }
         assert!(AuthKey::load(&fixture("janus-test-key.pem.missing")).is_err());
     }
 
@@ -160,7 +180,7 @@ mod tests {
         };
         assert!(listed.may_join("alpha"));
         assert!(!listed.may_join("beta"));
-        assert!(listed.may_watch("alpha") && !listed.may_watch("beta"));
+        assert!(listed.covers("alpha") && !listed.covers("beta"));
         let no_hub = Claims::default();
         assert!(!no_hub.may_join("alpha"));
     }

@@ -53,17 +53,28 @@ impl HttpQueue {
             tokio::pin!(notified);
             // Registered before looking, so an event pushed in between wakes us.
             notified.as_mut().enable();
-            {
-                let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-                if !events.is_empty() {
-                    let n = max.clamp(1, events.len());
-                    return events.drain(..n).collect();
-                }
+            let events = self.take(max);
+            if !events.is_empty() {
+                return events;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return vec![];
             }
         }
+    }
+
+    /// Up to `max` (at least one) of the events queued now, without waiting.
+    pub fn take(&self, max: usize) -> Vec<Value> {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let n = max.max(1).min(events.len());
+        events.drain(..n).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 }
 
