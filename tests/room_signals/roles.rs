@@ -185,3 +185,72 @@ async fn in_p2m_rooms_only_the_creator_publishes() {
         .await;
     assert_eq!(ids(&ack["pps"]), ["ana-1"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_passes_to_who_has_published_longest() {
+    let server = server();
+    let (mut ana, _) = joined(&server, "ana", "ana-1", "hub", "m2m", creating()).await;
+    let (mut vic, _) = joined(&server, "vic", "vic-1", "hub", "m2m", viewing()).await;
+    let (mut ben, _) = joined(&server, "ben", "ben-1", "hub", "m2m", publishing()).await;
+
+    // Vic joined before ben but publishes after him.
+    vic.ok(
+        "publishRequest",
+        "PUBLISH_REQUEST",
+        json!({"ve": true, "ae": true}),
+    )
+    .await;
+    ana.push("PUBLISH_REQUEST").await;
+    // `to` as a user id accepts every session of that user that asked.
+    let ack = ana
+        .ok("publishAccept", "PUBLISH_ACCEPT", json!({"to": "vic"}))
+        .await;
+    assert_eq!(ack["to"], "vic");
+    let accepted = vic.push("PUBLISH_ACCEPT").await;
+    assert_eq!(accepted["b"]["pt"], "publisher", "{accepted}");
+    let pps = ben
+        .list_until("vic publishing", |pps| entry(pps, "vic-1").is_some())
+        .await;
+    let order: Vec<&Value> = pps.iter().map(|e| &e["id"]).collect();
+    assert_eq!(
+        order,
+        ["ana-1", "ben-1", "vic-1"],
+        "by how long they publish"
+    );
+
+    // A request is pending when the admin leaves.
+    let (mut wes, _) = joined(&server, "wes", "wes-1", "hub", "m2m", viewing()).await;
+    wes.ok(
+        "publishRequest",
+        "PUBLISH_REQUEST",
+        json!({"ve": false, "ae": true}),
+    )
+    .await;
+    ana.push("PUBLISH_REQUEST").await;
+    ana.stop_heartbeats();
+    ana.ok("leave", "LEAVE", json!({})).await;
+    for rs in [&mut ben, &mut vic, &mut wes] {
+        rs.list_until("ben as admin", |pps| {
+            entry(pps, "ben-1").is_some_and(|e| e["role"] == "admin")
+                && entry(pps, "vic-1").is_some_and(|e| e["role"] == "publisher")
+        })
+        .await;
+    }
+    assert_eq!(
+        vic.fails("kick", "KICK", json!({"to": wes.to()})).await,
+        4051,
+        "vic is not the admin"
+    );
+    // The new admin is asked, and answers.
+    let request = ben.push("PUBLISH_REQUEST").await;
+    assert_eq!(request["b"]["ss"]["sessionId"], "wes-1", "{request}");
+    ben.ok("publishAccept", "PUBLISH_ACCEPT", json!({"to": wes.to()}))
+        .await;
+    let accepted = wes.push("PUBLISH_ACCEPT").await;
+    assert_eq!(accepted["b"]["from"]["sessionId"], "ben-1", "{accepted}");
+    wes.list_until("wes publishing audio only", |pps| {
+        entry(pps, "wes-1")
+            .is_some_and(|e| e["role"] == "publisher" && e["video"] == false && e["audio"] == true)
+    })
+    .await;
+}

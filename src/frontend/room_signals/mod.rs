@@ -13,6 +13,7 @@
 mod hub;
 mod media;
 mod protocol;
+mod publish;
 mod room;
 
 use std::collections::HashMap;
