@@ -116,20 +116,38 @@ async fn bad_signals_get_error_codes_and_harm_nobody() {
     yul.ss["sessionId"] = json!("yul-1");
     assert_eq!(yul.join(publishing()).await["c"], 200);
 
-    // After JOIN, ch and rid must name the room.
-    let beat = json!({"bid": "b", "send_ack": true});
-    for ch in ["p2p", "a2m", "x2x"] {
-        let mut fields = beat.clone();
-        fields["ch"] = json!(ch);
-        assert_eq!(
-            xan.fails("heartbeat", "HEARTBEAT", fields).await,
+    // After JOIN, ch and rid must name the room, with the codes of each signal's table:
+    // HEARTBEAT's has no 2002.
+    let room_signals = [
+        (
+            "heartbeat",
+            "HEARTBEAT",
+            json!({"bid": "b", "send_ack": true}),
+            2001,
+        ),
+        ("leave", "LEAVE", json!({}), 2002),
+        (
+            "updateVideo",
+            "UPDATE",
+            json!({"ve": false, "ae": false}),
             2002,
-            "ch {ch}"
-        );
+        ),
+        ("kick", "KICK", json!({"to": yul.to()}), 2002),
+    ];
+    for (action, s, fields, wrong_channel) in room_signals {
+        for ch in ["p2p", "a2m", "x2x"] {
+            let mut fields = fields.clone();
+            fields["ch"] = json!(ch);
+            assert_eq!(
+                xan.fails(action, s, fields).await,
+                wrong_channel,
+                "{s} with ch {ch}"
+            );
+        }
+        let mut fields = fields.clone();
+        fields["rid"] = json!("elsewhere");
+        assert_eq!(xan.fails(action, s, fields).await, 4001, "{s} elsewhere");
     }
-    let mut fields = beat.clone();
-    fields["rid"] = json!("elsewhere");
-    assert_eq!(xan.fails("heartbeat", "HEARTBEAT", fields).await, 4001);
 
     // Media signals that make no sense.
     assert_eq!(
@@ -201,5 +219,52 @@ async fn bad_signals_get_error_codes_and_harm_nobody() {
             .await;
         assert_eq!(ack["bid"], "after");
         assert_eq!(ids(&ack["pps"]), ["xan-1", "yul-1"]);
+    }
+}
+
+#[tokio::test]
+async fn signals_after_leaving_the_room_get_room_not_found() {
+    let server = server();
+    let (mut ana, _) = joined(&server, "ana", "ana-1", "hub", "m2m", creating()).await;
+    let (mut ben, _) = joined(&server, "ben", "ben-1", "hub", "m2m", publishing()).await;
+    ana.stop_heartbeats();
+    ana.ok("leave", "LEAVE", json!({})).await;
+    let after = [
+        ("leave", "LEAVE", json!({})),
+        (
+            "heartbeat",
+            "HEARTBEAT",
+            json!({"bid": "b", "send_ack": true}),
+        ),
+        ("updateVideo", "UPDATE", json!({"ve": true, "ae": true})),
+        ("kick", "KICK", json!({"to": ben.to()})),
+        (
+            "publishRequest",
+            "PUBLISH_REQUEST",
+            json!({"ve": true, "ae": true}),
+        ),
+    ];
+    for (action, s, fields) in &after {
+        assert_eq!(
+            ana.fails(action, s, fields.clone()).await,
+            4001,
+            "{s} after LEAVE: the room is gone for this session"
+        );
+    }
+    ben.list_until("ana gone, ben admin", |pps| {
+        entry(pps, "ana-1").is_none() && entry(pps, "ben-1").is_some_and(|e| e["role"] == "admin")
+    })
+    .await;
+
+    // JOIN again, and be kicked: the same.
+    assert_eq!(ana.join(publishing()).await["c"], 200);
+    ben.ok("kick", "KICK", json!({"to": ana.to()})).await;
+    ana.push("KICK").await;
+    for (action, s, fields) in &after {
+        assert_eq!(
+            ana.fails(action, s, fields.clone()).await,
+            4001,
+            "{s} after a kick"
+        );
     }
 }

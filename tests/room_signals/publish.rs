@@ -207,10 +207,42 @@ async fn a_room_holds_nine_publishers() {
     }
     ana.list_until("nine publishers", |pps| pps.len() == 9)
         .await;
-    let (_tenth, joined_tenth) = joined(&server, "tenth", "p-9", "hub", "m2m", publishing()).await;
+    let (mut tenth, joined_tenth) =
+        joined(&server, "tenth", "p-9", "hub", "m2m", publishing()).await;
     assert_eq!(joined_tenth["pt"], "viewer", "nine is the most");
 
-    // One leaves: there is room again.
+    // Nor can the admin accept a tenth: the request stays pending.
+    tenth
+        .ok(
+            "publishRequest",
+            "PUBLISH_REQUEST",
+            json!({"ve": true, "ae": true}),
+        )
+        .await;
+    ana.push("PUBLISH_REQUEST").await;
+    assert_eq!(
+        ana.fails("publishAccept", "PUBLISH_ACCEPT", json!({"to": tenth.to()}))
+            .await,
+        2002,
+        "an m2m room holds nine publishers"
+    );
+    assert_eq!(
+        tenth
+            .fails("updateVideo", "UPDATE", json!({"ve": true, "ae": true}))
+            .await,
+        4051,
+        "still a viewer"
+    );
+
+    // One leaves: there is room again, for the pending request and for a new publisher.
+    publishers.pop().unwrap().close();
+    ana.list_until("eight publishers", |pps| pps.len() == 8)
+        .await;
+    ana.ok("publishAccept", "PUBLISH_ACCEPT", json!({"to": tenth.to()}))
+        .await;
+    assert_eq!(tenth.push("PUBLISH_ACCEPT").await["b"]["pt"], "publisher");
+    ana.list_until("nine publishers again", |pps| pps.len() == 9)
+        .await;
     publishers.pop().unwrap().close();
     ana.list_until("eight publishers", |pps| pps.len() == 8)
         .await;

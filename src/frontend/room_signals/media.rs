@@ -203,8 +203,8 @@ impl Session {
             .map_err(media_refusal)?
             .ok_or_else(|| {
                 Refusal::new(
-                    code::INTERNAL_SERVER_ERROR,
-                    format!("{stream} has nothing this room can carry"),
+                    code::RECIPIENT_NOT_MEMBER,
+                    format!("{stream} publishes nothing this room can carry"),
                 )
             })?;
         room.watching.insert(

@@ -98,6 +98,7 @@ impl Session {
             publisher,
             "Room Signals join"
         );
+        self.left = None;
         self.room = Some(Room {
             group: group.clone(),
             rid: rid.clone(),

@@ -164,8 +164,11 @@ impl Hub {
             }
             if entry.channel == Channel::P2p && room.sessions.len() >= 2 {
                 return Err(Refusal::new(
-                    code::INTERNAL_SERVER_ERROR,
-                    format!("p2p room {} already has its two peers", entry.group),
+                    code::UNSUPPORTED_CHANNEL,
+                    format!(
+                        "a p2p room holds two peers, and room {} has both",
+                        entry.group
+                    ),
                 ));
             }
         }
@@ -449,7 +452,7 @@ mod tests {
             hub.enter(entry("c", Channel::P2p, false, true))
                 .unwrap_err()
                 .code,
-            code::INTERNAL_SERVER_ERROR,
+            code::UNSUPPORTED_CHANNEL,
             "a third peer"
         );
     }
@@ -580,7 +583,7 @@ mod tests {
         let full = hub
             .answer(&room, &session("v"), true, Value::Null)
             .unwrap_err();
-        assert_eq!(full.code, code::INTERNAL_SERVER_ERROR, "{full:?}");
+        assert_eq!(full.code, code::UNSUPPORTED_CHANNEL, "{full:?}");
         hub.leave(&room, "3", true);
         hub.answer(&room, &session("v"), true, Value::Null).unwrap();
         assert!(hub.record(&room, "v").unwrap().publisher);

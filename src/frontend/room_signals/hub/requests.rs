@@ -128,7 +128,7 @@ impl Hub {
         let publishers = room.sessions.iter().filter(|r| r.publisher).count();
         if accept && publishers + asking.len() > MAX_PUBLISHERS {
             return Err(Refusal::new(
-                code::INTERNAL_SERVER_ERROR,
+                code::UNSUPPORTED_CHANNEL,
                 format!(
                     "{} rooms hold at most {MAX_PUBLISHERS} publishers, and this one has {publishers}: the request stays pending",
                     room.channel.name()
