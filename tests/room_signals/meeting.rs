@@ -124,3 +124,32 @@ async fn ice_servers_reach_joining_apps() {
     assert!(turn["credential"].is_string(), "{turn}");
     assert_ne!(turn["credential"], "s", "derived, not the secret");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_takes_the_publisher_seat_of_a_p2m_room_among_web_clients() {
+    let server = server();
+    let gal = common::rtc::join(&server, "gal-id", "hub", "gal", "").await;
+    // The group exists (gal is in it) but has no Room Signals publisher.
+    let (mut ana, joined_ana) = joined(&server, "ana", "ana-1", "hub", "p2m", creating()).await;
+    assert_eq!(joined_ana["pt"], "admin", "{joined_ana}");
+    let (publisher, _) = ana.publish(av(None, 30, None)).await;
+    assert!(publisher.wait_connected(MEDIA_PATIENCE).await);
+    publisher.start();
+    gal.request(json!({"": ["audio", "video"]}));
+    let offer = next_matching(&gal, "ana's stream", |m| m["type"] == "offer").await;
+    assert_eq!(offer["source"], "ana-1", "{offer}");
+    let stream = offer["id"].as_str().unwrap().to_owned();
+    wait_until("gal to receive ana's broadcast", || {
+        gal.subscriber(&stream)
+            .is_some_and(|s| packets(&s, Kind::Video) > 60 && packets(&s, Kind::Audio) > 50)
+    })
+    .await;
+    let mut ben = Rs::connect(&server, "ben", "ben-1", "hub", "p2m").await;
+    assert_eq!(
+        ben.fails("join", "JOIN", creating()).await,
+        4022,
+        "ana has the seat"
+    );
+    let (_vic, joined_vic) = joined(&server, "vic", "vic-1", "hub", "p2m", publishing()).await;
+    assert_eq!(joined_vic["pt"], "viewer", "{joined_vic}");
+}

@@ -254,3 +254,41 @@ async fn the_admin_passes_to_who_has_published_longest() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_free_publisher_seat_of_a_p2m_room_goes_to_the_next_creator() {
+    let server = server();
+    let (mut ana, _) = joined(&server, "ana", "ana-1", "hub", "p2m", creating()).await;
+    let (mut vic, _) = joined(&server, "vic", "vic-1", "hub", "p2m", viewing()).await;
+    let mut ben = Rs::connect(&server, "ben", "ben-1", "hub", "p2m").await;
+    assert_eq!(
+        ben.fails("join", "JOIN", creating()).await,
+        4022,
+        "ana has the seat"
+    );
+
+    // The publisher goes: the next JOIN with roomCreating takes the seat.
+    ana.stop_heartbeats();
+    ana.ok("leave", "LEAVE", json!({})).await;
+    vic.list_until("nobody publishing", |pps| pps.is_empty())
+        .await;
+    let joined_ben = ben.join(creating()).await;
+    assert_eq!(joined_ben["c"], 200, "{joined_ben}");
+    assert_eq!(joined_ben["b"]["pt"], "admin", "{joined_ben}");
+    let (publisher, _) = ben.publish(av(None, 30, None)).await;
+    assert!(publisher.wait_connected(MEDIA_PATIENCE).await);
+    publisher.start();
+    let pps = vic
+        .list_until("ben broadcasting", |pps| {
+            entry(pps, "ben-1").is_some_and(|e| e["publish"] == true && e["role"] == "admin")
+        })
+        .await;
+    let subscriber = vic.watch(entry(&pps, "ben-1").unwrap()).await;
+    wait_for_media("vic to receive ben's broadcast", &subscriber, 60, 50).await;
+    let mut cal = Rs::connect(&server, "cal", "cal-1", "hub", "p2m").await;
+    assert_eq!(
+        cal.fails("join", "JOIN", creating()).await,
+        4022,
+        "ben has the seat"
+    );
+}
