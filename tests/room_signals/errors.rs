@@ -268,3 +268,56 @@ async fn signals_after_leaving_the_room_get_room_not_found() {
         );
     }
 }
+
+#[tokio::test]
+async fn join_fields_take_the_documents_values_only() {
+    let server = server();
+    let mut ana = Rs::connect(&server, "ana", "ana-1", "hub", "m2m").await;
+    let ss = ana.ss.clone();
+    let with_ss = |field: &str, value: Value| {
+        let mut ss = ss.clone();
+        ss[field] = value;
+        ss
+    };
+    let bad = [
+        ("eg", json!(5)),
+        ("eg", json!("webex")),
+        ("eg", json!("Native")),
+        ("ss", with_ss("host", json!("Windows"))),
+        ("ss", with_ss("host", json!(""))),
+        ("ss", with_ss("category", json!("camera"))),
+    ];
+    for (field, value) in bad {
+        let mut fields = creating();
+        fields[field] = value.clone();
+        assert_eq!(
+            ana.fails("join", "JOIN", fields).await,
+            2001,
+            "JOIN with {field} {value}"
+        );
+    }
+    let mut ben = Rs::connect(&server, "ben", "ben-1", "hub", "m2m").await;
+    assert_eq!(
+        ben.fails("join", "JOIN", publishing()).await,
+        4001,
+        "the refused JOINs made no room"
+    );
+
+    // Another engine of the document's: the server decides, and says native.
+    ana.ss = with_ss("host", json!("Android"));
+    ana.ss["category"] = json!("screenshare");
+    let mut fields = creating();
+    fields["eg"] = json!("agora");
+    let reply = ana.join(fields).await;
+    assert_eq!(reply["c"], 200, "{reply}");
+    assert_eq!(reply["b"]["eg"], "native", "{reply}");
+    assert!(
+        reply["b"]["es"]["icfg"]["is"].is_array(),
+        "native's es: {reply}"
+    );
+    let me = &reply["b"]["pps"][0];
+    assert_eq!(
+        (&me["host"], &me["category"]),
+        (&json!("Android"), &json!("screenshare"))
+    );
+}

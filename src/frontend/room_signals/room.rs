@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::hub::{self, Entry, Found, Notice, Record};
-use super::protocol::{Channel, Refusal, SessionInfo, Signal, Target, code};
+use super::protocol::{Channel, ENGINES, Refusal, SessionInfo, Signal, Target, code};
 use super::{PROTOCOL, Room, Session};
 use crate::group::{
     ActionError, ClientHandle, ClientId, ClientInfo, GroupName, JoinError, JoinRequest, MediaKind,
@@ -28,6 +28,9 @@ impl Session {
         let rid = signal.required("rid")?.to_owned();
         let group = GroupName::new(&rid)
             .ok_or_else(|| Refusal::new(code::ROOM_NOT_FOUND, format!("no room {rid:?}")))?;
+        // We have one engine: whatever the app asks for (one of the document's), the ack
+        // says `native`, which the document lets the server decide.
+        signal.one_of("eg", &ENGINES)?;
         let creating = signal.option("roomCreating")?;
         let faking = signal.option("userFaking")?;
         let mut info = signal.session_info()?.unwrap_or_default();
