@@ -345,3 +345,118 @@ async fn p2p_peers_signal_through_the_server_and_connect_directly() {
         "the p2p room's creator: {joined_amy}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishers_ice_restart_keeps_its_media_reaching_viewers() {
+    let server = server();
+    let (mut ana, _) = joined(&server, "ana", "ana-1", "hub", "m2m", creating()).await;
+    let (mut vic, _) = joined(&server, "vic", "vic-1", "hub", "m2m", viewing()).await;
+    let (publisher, answer) = ana.publish(av(None, 30, None)).await;
+    assert!(publisher.wait_connected(MEDIA_PATIENCE).await);
+    publisher.start();
+    let pps = vic
+        .list_until("ana publishing", |pps| {
+            entry(pps, "ana-1").is_some_and(|e| e["publish"] == true)
+        })
+        .await;
+    let subscriber = vic.watch(entry(&pps, "ana-1").unwrap()).await;
+    wait_for_media("media before the restart", &subscriber, 60, 50).await;
+    let ours = |m: &Value| m["s"] == "ICE" && m["c"] == 200 && m["b"]["id"] == "ana-1";
+    let before = ana.received(ours).len();
+    assert!(before > 0, "our candidates for the first connection");
+
+    // The app restarts ICE (a network change): an offer with new credentials.
+    let offer = publisher.restart_offer().await.expect("a restart offer");
+    let ack = ana
+        .ok(
+            "offer",
+            "OFFER",
+            json!({"sdp": offer, "op": {"restarting": true}}),
+        )
+        .await;
+    let renewed = ack["sdp"].as_str().expect("our answer");
+    assert!(ice_ufrag(renewed).is_some(), "{renewed}");
+    assert_ne!(
+        ice_ufrag(renewed),
+        ice_ufrag(&answer),
+        "our answer carries new ICE credentials"
+    );
+    publisher
+        .set_answer(renewed)
+        .await
+        .expect("the answer applies");
+    // The restarted agent gathers again: its candidates follow.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while ana.received(ours).len() <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no candidate of ours after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (video, audio) = (
+        packets(&subscriber, Kind::Video),
+        packets(&subscriber, Kind::Audio),
+    );
+    wait_for_media(
+        "media after the restart",
+        &subscriber,
+        video + 60,
+        audio + 50,
+    )
+    .await;
+    assert!(publisher.wait_connected(MEDIA_PATIENCE).await);
+
+    // An offer that says it restarts but keeps its credentials restarts nothing: refused.
+    let same = publisher.offer().await.expect("an offer");
+    assert_eq!(
+        ana.fails(
+            "offer",
+            "OFFER",
+            json!({"sdp": same, "op": {"restarting": true}})
+        )
+        .await,
+        2001
+    );
+    let (video, audio) = (
+        packets(&subscriber, Kind::Video),
+        packets(&subscriber, Kind::Audio),
+    );
+    wait_for_media(
+        "media after the refused offer",
+        &subscriber,
+        video + 30,
+        audio + 25,
+    )
+    .await;
+
+    // An app that restarts with a new RTCPeerConnection: the new connection replaces the
+    // published stream, and a viewer who WATCHes again receives it.
+    let fresh = Arc::new(Publisher::new(av(None, 30, None)).await.unwrap());
+    let offer = fresh.offer().await.expect("an offer");
+    ana.register("ana-1", Peer::Publisher(fresh.clone())).await;
+    let ack = ana
+        .ok(
+            "offer",
+            "OFFER",
+            json!({"sdp": offer, "op": {"restarting": true}}),
+        )
+        .await;
+    ana.trickle(fresh.take_candidates(), None);
+    fresh
+        .set_answer(ack["sdp"].as_str().expect("our answer"))
+        .await
+        .expect("the answer applies");
+    assert!(
+        fresh.wait_connected(MEDIA_PATIENCE).await,
+        "the new connection comes up"
+    );
+    fresh.start();
+    let pps = vic
+        .list_until("ana's new stream flowing", |pps| {
+            entry(pps, "ana-1").is_some_and(|e| e["publish"] == true)
+        })
+        .await;
+    let again = vic.watch(entry(&pps, "ana-1").unwrap()).await;
+    wait_for_media("media from the new connection", &again, 60, 50).await;
+}

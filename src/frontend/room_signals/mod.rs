@@ -60,8 +60,8 @@ struct Room {
     notices: mpsc::UnboundedReceiver<Notice>,
     /// The publisher list last sent to the app, so that an unchanged list is not sent.
     last_list: Option<Value>,
-    /// The serial of the session's published stream, if it publishes.
-    up: Option<u64>,
+    /// The session's published stream, if it publishes.
+    up: Option<media::Up>,
     /// The streams watched, by stream id.
     watching: HashMap<String, Watch>,
 }
