@@ -153,3 +153,41 @@ async fn an_app_takes_the_publisher_seat_of_a_p2m_room_among_web_clients() {
     let (_vic, joined_vic) = joined(&server, "vic", "vic-1", "hub", "p2m", publishing()).await;
     assert_eq!(joined_vic["pt"], "viewer", "{joined_vic}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_rooms_lets_an_app_create_an_m2m_room_of_any_name() {
+    let server = any_rooms_server();
+    let (mut ana, joined_ana) =
+        joined(&server, "ana", "ana-1", "lesson-42", "m2m", creating()).await;
+    assert_eq!(joined_ana["pt"], "admin", "{joined_ana}");
+    let (mut vic, joined_vic) =
+        joined(&server, "vic", "vic-1", "lesson-42", "m2m", viewing()).await;
+    assert_eq!(joined_vic["pt"], "viewer", "{joined_vic}");
+    let (publisher, _) = ana.publish(av(None, 30, None)).await;
+    assert!(publisher.wait_connected(MEDIA_PATIENCE).await);
+    publisher.start();
+    let pps = vic
+        .list_until("ana publishing", |pps| {
+            entry(pps, "ana-1").is_some_and(|e| e["publish"] == true)
+        })
+        .await;
+    let subscriber = vic.watch(entry(&pps, "ana-1").unwrap()).await;
+    wait_for_media("vic to receive ana in lesson-42", &subscriber, 60, 50).await;
+
+    // The room lives while someone is in it: once both left, it is gone.
+    for rs in [&mut ana, &mut vic] {
+        rs.stop_heartbeats();
+        rs.ok("leave", "LEAVE", json!({})).await;
+    }
+    let mut late = Rs::connect(&server, "late", "late-1", "lesson-42", "m2m").await;
+    assert_eq!(
+        late.fails("join", "JOIN", publishing()).await,
+        4001,
+        "nobody is in lesson-42 any more"
+    );
+    assert_eq!(
+        late.join(creating()).await["c"],
+        200,
+        "it can be created again"
+    );
+}
