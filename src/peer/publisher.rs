@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -212,7 +213,21 @@ impl Publisher {
 
     /// Our offer (candidates follow through [`take_candidates`](Self::take_candidates)).
     pub async fn offer(&self) -> Result<String, PeerError> {
-        let offer = self.pc.create_offer(None).await?;
+        self.make_offer(None).await
+    }
+
+    /// An offer that restarts ICE: new credentials, and new candidates through the same
+    /// channel as the first ones.
+    pub async fn restart_offer(&self) -> Result<String, PeerError> {
+        let options = RTCOfferOptions {
+            ice_restart: true,
+            ..Default::default()
+        };
+        self.make_offer(Some(options)).await
+    }
+
+    async fn make_offer(&self, options: Option<RTCOfferOptions>) -> Result<String, PeerError> {
+        let offer = self.pc.create_offer(options).await?;
         self.pc.set_local_description(offer).await?;
         Ok(self
             .pc

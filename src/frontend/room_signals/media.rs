@@ -22,6 +22,40 @@ fn label(category: &str) -> &'static str {
     }
 }
 
+/// The session's published stream: its serial, and who offered it.
+pub(super) struct Up {
+    serial: u64,
+    offer: Credentials,
+}
+
+/// What an offer says about the connection it comes from: the DTLS certificate of its
+/// `RTCPeerConnection` and its ICE credentials (the first of each in the SDP).
+#[derive(Debug, PartialEq, Eq)]
+struct Credentials {
+    fingerprint: Option<String>,
+    ufrag: Option<String>,
+    pwd: Option<String>,
+}
+
+impl Credentials {
+    fn of(sdp: &str) -> Credentials {
+        let attribute = |name: &str| {
+            sdp.lines()
+                .find_map(|l| l.trim_end().strip_prefix(name))
+                .map(str::to_owned)
+        };
+        Credentials {
+            fingerprint: attribute("a=fingerprint:"),
+            ufrag: attribute("a=ice-ufrag:"),
+            pwd: attribute("a=ice-pwd:"),
+        }
+    }
+
+    fn same_ice(&self, other: &Credentials) -> bool {
+        self.ufrag == other.ufrag && self.pwd == other.pwd
+    }
+}
+
 fn media_refusal(error: StreamError) -> Refusal {
     match error {
         StreamError::NotAuthorised => Refusal::new(
@@ -72,6 +106,13 @@ impl Session {
 
     /// A publisher's offer: publishes (or renegotiates) its stream; the ack carries our
     /// answer, our candidates follow as `ICE`.
+    ///
+    /// An offer with new ICE credentials restarts ICE on the same connection (webrtc-rs
+    /// restarts its agent when the remote credentials change, and our answer carries new
+    /// ones); `op.restarting` with the old credentials would restart nothing and is
+    /// refused. An offer from another `RTCPeerConnection` (another DTLS certificate, as
+    /// apps that restart by making a new one send) cannot continue the connection, whose
+    /// DTLS session is the old one's: it replaces the published stream.
     pub(super) async fn offer(&mut self, signal: &Signal) -> Result<Value, Refusal> {
         if self.channel()? == Channel::P2p {
             self.relay(signal)?;
@@ -91,6 +132,21 @@ impl Session {
                 "viewers do not publish: send PUBLISH_REQUEST first",
             ));
         }
+        let offered = Credentials::of(sdp);
+        if let Some(up) = &room.up {
+            if up.offer.fingerprint != offered.fingerprint {
+                tracing::debug!(
+                    session = room.session,
+                    "an offer from a new connection replaces the published stream"
+                );
+                room.membership.close_up(&room.session);
+                room.up = None;
+            } else if restarting && up.offer.same_ice(&offered) {
+                return Err(Refusal::invalid(
+                    "op.restarting, but the offer keeps the connection's ICE credentials (ice-ufrag, ice-pwd): nothing would restart; create the offer with iceRestart",
+                ));
+            }
+        }
         let kinds: &[MediaKind] = match room.channel {
             Channel::A2m => &[MediaKind::Audio],
             _ => &[MediaKind::Audio, MediaKind::Video],
@@ -101,7 +157,10 @@ impl Session {
             .publish_kinds(&room.session, label(me.info.category()), None, sdp, kinds)
             .await
             .map_err(media_refusal)?;
-        room.up = Some(negotiated.serial);
+        room.up = Some(Up {
+            serial: negotiated.serial,
+            offer: offered,
+        });
         if first {
             // What the app said at JOIN or in its last UPDATE holds for its stream.
             for (kind, on) in [(MediaKind::Video, me.video), (MediaKind::Audio, me.audio)] {
@@ -113,6 +172,7 @@ impl Session {
         tracing::debug!(
             session = room.session,
             restarting,
+            first,
             "Room Signals publisher offered"
         );
         Ok(json!({"rid": room.rid, "sdp": negotiated.sdp}))
@@ -203,8 +263,8 @@ impl Session {
             .map_err(media_refusal)?
             .ok_or_else(|| {
                 Refusal::new(
-                    code::INTERNAL_SERVER_ERROR,
-                    format!("{stream} has nothing this room can carry"),
+                    code::RECIPIENT_NOT_MEMBER,
+                    format!("{stream} publishes nothing this room can carry"),
                 )
             })?;
         room.watching.insert(
@@ -341,7 +401,9 @@ impl Session {
             return Ok(());
         };
         let current = match direction {
-            Direction::Up => id == room.session && room.up == Some(serial),
+            Direction::Up => {
+                id == room.session && room.up.as_ref().is_some_and(|u| u.serial == serial)
+            }
             Direction::Down => room.watching.get(&id).is_some_and(|w| w.serial == serial),
         };
         if !current {

@@ -13,6 +13,7 @@
 mod hub;
 mod media;
 mod protocol;
+mod publish;
 mod room;
 
 use std::collections::HashMap;
@@ -59,8 +60,8 @@ struct Room {
     notices: mpsc::UnboundedReceiver<Notice>,
     /// The publisher list last sent to the app, so that an unchanged list is not sent.
     last_list: Option<Value>,
-    /// The serial of the session's published stream, if it publishes.
-    up: Option<u64>,
+    /// The session's published stream, if it publishes.
+    up: Option<media::Up>,
     /// The streams watched, by stream id.
     watching: HashMap<String, Watch>,
 }
@@ -77,6 +78,8 @@ struct Session {
     socket: WebSocket,
     address: Option<SocketAddr>,
     room: Option<Room>,
+    /// The `rid` of the room this connection was in until it left it (`LEAVE`, a kick).
+    left: Option<String>,
     last_heard: Instant,
 }
 
@@ -87,6 +90,7 @@ pub async fn serve(socket: WebSocket, ctx: Arc<Context>, address: Option<SocketA
         socket,
         address,
         room: None,
+        left: None,
         last_heard: Instant::now(),
     };
     let end = session.run().await;
@@ -196,15 +200,34 @@ impl Session {
     }
 
     /// A signal other than `JOIN` needs a room, and names it (if it does) as joined.
+    ///
+    /// A session that left its room (`LEAVE`, or kicked) is told 4001 `ROOM_NOT_FOUND`,
+    /// which every table lists and which tells the app to leave the room's screen; one
+    /// that never joined, 2001 (JOIN comes first). A `ch` other than the room's is 2002,
+    /// except for `HEARTBEAT`, whose table has no 2002: 2001 there.
     fn check_room(&self, signal: &Signal) -> Result<(), Refusal> {
         if signal.kind == Kind::Join {
             return Ok(());
         }
         let Some(room) = &self.room else {
+            if let Some(rid) = &self.left {
+                return Err(Refusal::new(
+                    code::ROOM_NOT_FOUND,
+                    format!(
+                        "this session is no longer in room {rid:?} (it left or was removed): JOIN again before {}",
+                        signal.kind.name()
+                    ),
+                ));
+            }
             return Err(Refusal::invalid(format!(
                 "not in a room: send JOIN before {}",
                 signal.kind.name()
             )));
+        };
+        let wrong_channel = if signal.kind == Kind::Heartbeat {
+            code::INVALID_SIGNAL
+        } else {
+            code::UNSUPPORTED_CHANNEL
         };
         if let Some(rid) = signal.string("rid")?
             && rid != room.rid
@@ -214,11 +237,14 @@ impl Session {
                 format!("not in room {rid:?}: this session is in {:?}", room.rid),
             ));
         }
-        if let Some(channel) = signal.channel()?
+        let channel = signal
+            .channel()
+            .map_err(|refusal| Refusal::new(wrong_channel, refusal.msg))?;
+        if let Some(channel) = channel
             && channel != room.channel
         {
             return Err(Refusal::new(
-                code::UNSUPPORTED_CHANNEL,
+                wrong_channel,
                 format!(
                     "room {} is a {} room, not {}",
                     room.rid,
@@ -278,6 +304,7 @@ impl Session {
     fn leave_room(&mut self, remember: bool) {
         if let Some(room) = self.room.take() {
             tracing::debug!(session = room.session, room = %room.group, "Room Signals session left");
+            self.left = Some(room.rid.clone());
             let Room {
                 group,
                 session,

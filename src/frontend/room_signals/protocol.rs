@@ -22,6 +22,13 @@ pub mod code {
 /// Longest string a signal's identifying fields may hold.
 const MAX_FIELD: usize = 256;
 
+/// The stream engines a `JOIN` may ask for (`eg`).
+pub const ENGINES: [&str; 4] = ["native", "agora", "hundredms", "livekit"];
+/// The device types of `ss.host`.
+pub const HOSTS: [&str; 6] = ["iOS", "iOS_EX", "Android", "Web", "Web_Studio", "Server"];
+/// The session categories of `ss.category`.
+pub const CATEGORIES: [&str; 2] = ["stream", "screenshare"];
+
 /// What a signal asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -301,6 +308,17 @@ impl Signal {
         }
     }
 
+    /// An optional string field that must be one of `allowed`.
+    pub fn one_of(&self, name: &str, allowed: &[&str]) -> Result<Option<&str>, Refusal> {
+        match self.string(name)? {
+            Some(value) if !allowed.contains(&value) => Err(Refusal::invalid(format!(
+                "\"{name}\" must be one of {}",
+                allowed.join(", ")
+            ))),
+            value => Ok(value),
+        }
+    }
+
     /// `ch`, if given.
     pub fn channel(&self) -> Result<Option<Channel>, Refusal> {
         match self.string("ch")? {
@@ -436,11 +454,19 @@ impl SessionInfo {
             Some(Value::String(s)) => checked(s, &format!("ss.{name}")).map(Some),
             Some(_) => Err(Refusal::invalid(format!("\"ss.{name}\" must be a string"))),
         };
+        let one_of = |name: &str, allowed: &[&str]| match ss.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if allowed.contains(&s.as_str()) => Ok(Some(s.clone())),
+            Some(_) => Err(Refusal::invalid(format!(
+                "\"ss.{name}\" must be one of {}",
+                allowed.join(", ")
+            ))),
+        };
         Ok(SessionInfo {
             user_id: field("userId")?,
             session_id: field("sessionId")?,
-            category: field("category")?,
-            host: field("host")?,
+            category: one_of("category", &CATEGORIES)?,
+            host: one_of("host", &HOSTS)?,
             device_id: field("deviceId")?,
             fullname: field("fullname")?,
             avatar: field("avatar")?,
@@ -525,5 +551,41 @@ mod tests {
         assert_eq!(ice.candidate().unwrap()["sdpMid"], "0");
         let bad = parse(r#"{"s": "ICE", "sdp": "candidate:x", "sdpMLineIndex": "zero"}"#).unwrap();
         assert!(bad.candidate().is_err());
+    }
+
+    #[test]
+    fn enumerated_fields_take_the_documents_values_only() {
+        let join = |body: &str| parse(&format!(r#"{{"s": "JOIN", {body}}}"#)).unwrap();
+        for engine in ENGINES {
+            let signal = join(&format!(r#""eg": "{engine}""#));
+            assert_eq!(signal.one_of("eg", &ENGINES).unwrap(), Some(engine));
+        }
+        assert_eq!(join(r#""x": 1"#).one_of("eg", &ENGINES).unwrap(), None);
+        for bad in [
+            r#""eg": 5"#,
+            r#""eg": "webex""#,
+            r#""eg": """#,
+            r#""eg": "Native""#,
+        ] {
+            let refusal = join(bad).one_of("eg", &ENGINES).unwrap_err();
+            assert_eq!(refusal.code, code::INVALID_SIGNAL, "{bad}");
+        }
+        let ss = |ss: &str| join(&format!(r#""ss": {ss}"#)).session_info();
+        let good = ss(r#"{"host": "iOS_EX", "category": "screenshare"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!((good.host(), good.category()), ("iOS_EX", "screenshare"));
+        let default = ss(r#"{"host": null}"#).unwrap().unwrap();
+        assert_eq!((default.host(), default.category()), ("Web", "stream"));
+        for bad in [
+            r#"{"host": "Windows"}"#,
+            r#"{"host": "ios"}"#,
+            r#"{"host": ""}"#,
+            r#"{"host": 1}"#,
+            r#"{"category": "camera"}"#,
+            r#"{"category": ""}"#,
+        ] {
+            assert_eq!(ss(bad).unwrap_err().code, code::INVALID_SIGNAL, "{bad}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::hub::{self, Entry, Found, Notice, Record};
-use super::protocol::{Channel, Refusal, SessionInfo, Signal, Target, code, frame};
+use super::protocol::{Channel, ENGINES, Refusal, SessionInfo, Signal, Target, code};
 use super::{PROTOCOL, Room, Session};
 use crate::group::{
     ActionError, ClientHandle, ClientId, ClientInfo, GroupName, JoinError, JoinRequest, MediaKind,
@@ -28,6 +28,9 @@ impl Session {
         let rid = signal.required("rid")?.to_owned();
         let group = GroupName::new(&rid)
             .ok_or_else(|| Refusal::new(code::ROOM_NOT_FOUND, format!("no room {rid:?}")))?;
+        // We have one engine: whatever the app asks for (one of the document's), the ack
+        // says `native`, which the document lets the server decide.
+        signal.one_of("eg", &ENGINES)?;
         let creating = signal.option("roomCreating")?;
         let faking = signal.option("userFaking")?;
         let mut info = signal.session_info()?.unwrap_or_default();
@@ -98,6 +101,7 @@ impl Session {
             publisher,
             "Room Signals join"
         );
+        self.left = None;
         self.room = Some(Room {
             group: group.clone(),
             rid: rid.clone(),
@@ -160,8 +164,8 @@ impl Session {
             .unwrap_or_default()
     }
 
-    /// The room's publishers as `pps`: the Room Signals publishers in the order they
-    /// joined, then the streams of the clients of other protocols.
+    /// The room's publishers as `pps`: the Room Signals publishers, the admin first and
+    /// then by how long they have published, then the streams of the clients of other protocols.
     pub(super) fn publisher_list(&self) -> Option<Value> {
         let room = self.room.as_ref()?;
         let records = self.ctx.room_signals.records(&room.group);
@@ -169,7 +173,7 @@ impl Session {
         let admin = hub::admin(&records).map(|r| r.session.clone());
         let sessions: HashSet<&str> = records.iter().map(|r| r.session.as_str()).collect();
         let mut list = vec![];
-        for record in records.iter().filter(|r| r.publisher) {
+        for record in hub::publishers(&records) {
             let publishing = room.channel.through_sfu()
                 && streams
                     .iter()
@@ -218,7 +222,7 @@ impl Session {
         Some(Value::Array(list))
     }
 
-    fn record(&self) -> Result<(&Room, Record), Refusal> {
+    pub(super) fn record(&self) -> Result<(&Room, Record), Refusal> {
         let room = self.joined()?;
         let record = self
             .ctx
@@ -229,7 +233,7 @@ impl Session {
     }
 
     /// Fails unless this session is the room's admin.
-    fn require_admin(&self, what: &str) -> Result<(&Room, Record), Refusal> {
+    pub(super) fn require_admin(&self, what: &str) -> Result<(&Room, Record), Refusal> {
         let (room, me) = self.record()?;
         let records = self.ctx.room_signals.records(&room.group);
         if hub::admin(&records).map(|r| &r.session) != Some(&me.session) {
@@ -339,88 +343,6 @@ impl Session {
             .map(|m| m.id)
             .collect()
     }
-
-    pub(super) fn publish_request(&mut self, signal: &Signal) -> Result<Value, Refusal> {
-        self.check_publish_flow()?;
-        let (room, me) = self.record()?;
-        if me.publisher {
-            return Err(Refusal::new(
-                code::ALREADY_IS_PUBLISHER,
-                "this session publishes already",
-            ));
-        }
-        let hub = &self.ctx.room_signals;
-        let records = hub.records(&room.group);
-        let admin = hub::admin(&records).ok_or_else(|| {
-            Refusal::new(
-                code::INTERNAL_SERVER_ERROR,
-                format!("room {} has no admin to ask", room.rid),
-            )
-        })?;
-        let mut request = signal.body.clone();
-        request.insert("s".into(), json!("PUBLISH_REQUEST"));
-        request.insert("rid".into(), json!(room.rid));
-        request.insert("ch".into(), json!(room.channel.name()));
-        request.insert("ss".into(), me.info.to_json());
-        hub.tell(
-            &room.group,
-            std::slice::from_ref(&admin.session),
-            Notice::Frame(frame("PUBLISH_REQUEST", Value::Object(request))),
-        );
-        Ok(json!({"rid": room.rid}))
-    }
-
-    /// `PUBLISH_ACCEPT` (`accept`) or `PUBLISH_REJECT` from the admin.
-    pub(super) fn publish_answer(
-        &mut self,
-        signal: &Signal,
-        accept: bool,
-    ) -> Result<Value, Refusal> {
-        self.check_publish_flow()?;
-        let target = signal
-            .target()?
-            .ok_or_else(|| Refusal::invalid("missing \"to\": whose request this answers"))?;
-        let what = if accept {
-            "accept publish requests"
-        } else {
-            "reject publish requests"
-        };
-        let (room, me) = self.require_admin(what)?;
-        let hub = &self.ctx.room_signals;
-        let records = match hub.find(&room.group, &target) {
-            Found::Sessions(records) => records,
-            found => return Err(not_here(&found, &target, code::NOT_ROOM_MEMBER)),
-        };
-        let sessions: Vec<String> = records.iter().map(|r| r.session.clone()).collect();
-        let from = me.info.to_json();
-        if accept {
-            let body = json!({"rid": room.rid, "pt": "publisher", "from": from});
-            hub.promote(&room.group, &sessions, frame("PUBLISH_ACCEPT", body))?;
-        } else {
-            let everyone = hub.records(&room.group);
-            for record in &records {
-                let role = role_name(record.publisher, &everyone, &record.session);
-                let body = json!({"rid": room.rid, "pt": role, "from": from});
-                hub.tell(
-                    &room.group,
-                    std::slice::from_ref(&record.session),
-                    Notice::Frame(frame("PUBLISH_REJECT", body)),
-                );
-            }
-        }
-        Ok(json!({"rid": room.rid, "to": target.to_json()}))
-    }
-
-    /// The publish request flow is for `m2m` and `a2m` rooms.
-    fn check_publish_flow(&self) -> Result<(), Refusal> {
-        match self.room.as_ref().map(|r| r.channel) {
-            Some(Channel::M2m | Channel::A2m) | None => Ok(()),
-            Some(other) => Err(Refusal::new(
-                code::UNSUPPORTED_CHANNEL,
-                format!("{} rooms have no publish requests", other.name()),
-            )),
-        }
-    }
 }
 
 /// A publisher list entry: the fields of both the join ack's and the list push's.
@@ -463,10 +385,7 @@ fn role_name(publisher: bool, records: &[Record], session: &str) -> &'static str
 
 /// The error for a target that is not in the room: `USER_LEFT` if it was.
 pub(super) fn not_here(found: &Found, target: &Target, never: u16) -> Refusal {
-    let who = match target {
-        Target::User(user) => format!("user {user}"),
-        Target::Session { session, .. } => format!("session {session}"),
-    };
+    let who = hub::describe(target);
     match found {
         Found::Left => Refusal::new(code::USER_LEFT, format!("{who} left the room")),
         _ => Refusal::new(never, format!("{who} is not in the room")),

@@ -1,8 +1,8 @@
 //! What the Room Signals connections of one server share: for each room, its type and
-//! its sessions in the order they joined, with their roles. Roles are decided here,
-//! under one lock, so that two sessions joining at once never both become the room's
-//! tenth publisher. Everything else about the room (its people, its streams) is the
-//! group core's.
+//! its sessions in the order they joined, with their roles and their pending publish
+//! requests. Roles are decided here, under one lock, so that two sessions joining at once
+//! never both become the room's tenth publisher. Everything else about the room (its
+//! people, its streams) is the group core's.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -12,6 +12,11 @@ use tokio::sync::mpsc;
 
 use super::protocol::{Channel, Refusal, SessionInfo, Target, code};
 use crate::group::GroupName;
+
+mod requests;
+
+use requests::hand_over;
+pub use requests::{Request, Requested};
 
 /// Publishers an `m2m` or `a2m` room holds.
 pub const MAX_PUBLISHERS: usize = 9;
@@ -36,8 +41,12 @@ pub struct Record {
     pub session: String,
     pub info: SessionInfo,
     pub publisher: bool,
+    /// When it became a publisher (the hub's clock): the smallest publishes longest and
+    /// is the admin.
+    since: u64,
     pub video: bool,
     pub audio: bool,
+    pub request: Option<Request>,
     notices: mpsc::UnboundedSender<Notice>,
 }
 
@@ -49,7 +58,7 @@ impl Record {
 
 struct Room {
     channel: Channel,
-    /// In the order they joined: the first publisher is the admin.
+    /// In the order they joined.
     sessions: Vec<Record>,
     left: VecDeque<(String, String)>,
 }
@@ -77,14 +86,28 @@ pub struct Entry {
     pub notices: mpsc::UnboundedSender<Notice>,
 }
 
+#[derive(Default)]
+struct Rooms {
+    rooms: HashMap<GroupName, Room>,
+    /// Ticks once per new publisher and per request: orders them.
+    clock: u64,
+}
+
+impl Rooms {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+}
+
 /// The Room Signals rooms of the server.
 #[derive(Default)]
 pub struct Hub {
-    rooms: Mutex<HashMap<GroupName, Room>>,
+    rooms: Mutex<Rooms>,
 }
 
 impl Hub {
-    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<GroupName, Room>> {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, Rooms> {
         self.rooms
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -92,11 +115,22 @@ impl Hub {
 
     /// Puts a session in its room, deciding its role (returns whether it publishes), or
     /// says why it cannot enter. The others are not told yet: see [`announce`](Self::announce).
+    ///
+    /// `roomCreating` into a room that exists is refused, except into a room whose
+    /// publisher seat is free (an `m2m`, `a2m` or `p2m` room without a Room Signals
+    /// publisher: its publishers left, or only clients of other protocols are in its
+    /// group): the session takes the seat and is the admin.
     pub fn enter(&self, entry: Entry) -> Result<bool, Refusal> {
-        let mut rooms = self.rooms();
-        let room = rooms.get(&entry.group);
-        let exists = entry.others_present || room.is_some_and(|r| !r.sessions.is_empty());
-        if entry.creating && exists {
+        let mut guard = self.rooms();
+        let rooms = &mut *guard;
+        let live = rooms
+            .rooms
+            .get(&entry.group)
+            .filter(|r| !r.sessions.is_empty());
+        let exists = entry.others_present || live.is_some();
+        let seat_free = entry.channel.through_sfu()
+            && live.is_none_or(|r| !r.sessions.iter().any(|s| s.publisher));
+        if entry.creating && exists && !seat_free {
             return Err(Refusal::new(
                 code::ALREADY_EXIST_ROOM,
                 format!(
@@ -114,7 +148,7 @@ impl Hub {
                 ),
             ));
         }
-        if let Some(room) = room.filter(|r| !r.sessions.is_empty()) {
+        if let Some(room) = live {
             if room.channel != entry.channel {
                 return Err(Refusal::new(
                     code::UNSUPPORTED_CHANNEL,
@@ -137,16 +171,23 @@ impl Hub {
             }
             if entry.channel == Channel::P2p && room.sessions.len() >= 2 {
                 return Err(Refusal::new(
-                    code::INTERNAL_SERVER_ERROR,
-                    format!("p2p room {} already has its two peers", entry.group),
+                    code::UNSUPPORTED_CHANNEL,
+                    format!(
+                        "a p2p room holds two peers, and room {} has both",
+                        entry.group
+                    ),
                 ));
             }
         }
-        let room = rooms.entry(entry.group.clone()).or_insert_with(|| Room {
-            channel: entry.channel,
-            sessions: vec![],
-            left: VecDeque::new(),
-        });
+        let since = rooms.tick();
+        let room = rooms
+            .rooms
+            .entry(entry.group.clone())
+            .or_insert_with(|| Room {
+                channel: entry.channel,
+                sessions: vec![],
+                left: VecDeque::new(),
+            });
         room.channel = entry.channel;
         let publishers = room.sessions.iter().filter(|r| r.publisher).count();
         let publisher = match entry.channel {
@@ -161,23 +202,29 @@ impl Hub {
             session: entry.session,
             info: entry.info,
             publisher,
+            since,
             video: entry.video,
             audio: entry.audio,
+            request: None,
             notices: entry.notices,
         });
         Ok(publisher)
     }
 
     /// Removes a session from its room; with `remember`, later signals naming it learn
-    /// that it left. The others are told.
+    /// that it left. The others are told. When the admin goes, the next admin receives
+    /// the pending publish requests (and with no publisher left, the oldest request is
+    /// granted).
     pub fn leave(&self, group: &GroupName, session: &str, remember: bool) {
-        let mut rooms = self.rooms();
-        let Some(room) = rooms.get_mut(group) else {
+        let mut guard = self.rooms();
+        let rooms = &mut *guard;
+        let Some(room) = rooms.rooms.get_mut(group) else {
             return;
         };
         let Some(at) = room.sessions.iter().position(|r| r.session == session) else {
             return;
         };
+        let was_admin = admin(&room.sessions).is_some_and(|a| a.session == session);
         let record = room.sessions.remove(at);
         if remember {
             if room.left.len() >= REMEMBERED_LEAVERS {
@@ -187,15 +234,23 @@ impl Hub {
                 .push_back((record.user().to_owned(), record.session.clone()));
         }
         if room.sessions.is_empty() {
-            rooms.remove(group);
-        } else {
+            rooms.rooms.remove(group);
+            return;
+        }
+        if was_admin {
+            let since = rooms.tick();
+            if let Some(room) = rooms.rooms.get_mut(group) {
+                hand_over(room, since);
+            }
+        }
+        if let Some(room) = rooms.rooms.get(group) {
             notify_all(room, &Notice::ListChanged);
         }
     }
 
     /// Tells every session of the room that the publisher list may have changed.
     pub fn announce(&self, group: &GroupName) {
-        if let Some(room) = self.rooms().get(group) {
+        if let Some(room) = self.rooms().rooms.get(group) {
             notify_all(room, &Notice::ListChanged);
         }
     }
@@ -203,6 +258,7 @@ impl Hub {
     /// The room's sessions, in the order they joined.
     pub fn records(&self, group: &GroupName) -> Vec<Record> {
         self.rooms()
+            .rooms
             .get(group)
             .map(|r| r.sessions.clone())
             .unwrap_or_default()
@@ -211,39 +267,23 @@ impl Hub {
     /// One session's record.
     pub fn record(&self, group: &GroupName, session: &str) -> Option<Record> {
         self.rooms()
+            .rooms
             .get(group)
             .and_then(|r| r.sessions.iter().find(|s| s.session == session).cloned())
     }
 
     /// The sessions a target names.
     pub fn find(&self, group: &GroupName, target: &Target) -> Found {
-        let rooms = self.rooms();
-        let Some(room) = rooms.get(group) else {
-            return Found::Never;
-        };
-        let matches = |user: &str, session: &str| match target {
-            Target::User(u) => u == user,
-            Target::Session { session: s, .. } => s == session,
-        };
-        let found: Vec<Record> = room
-            .sessions
-            .iter()
-            .filter(|r| matches(r.user(), &r.session))
-            .cloned()
-            .collect();
-        if !found.is_empty() {
-            Found::Sessions(found)
-        } else if room.left.iter().any(|(u, s)| matches(u, s)) {
-            Found::Left
-        } else {
-            Found::Never
+        match self.rooms().rooms.get(group) {
+            Some(room) => find_in(room, target),
+            None => Found::Never,
         }
     }
 
     /// Records a publisher's `ve`/`ae`; the others are told.
     pub fn set_media(&self, group: &GroupName, session: &str, video: bool, audio: bool) {
         let mut rooms = self.rooms();
-        let Some(room) = rooms.get_mut(group) else {
+        let Some(room) = rooms.rooms.get_mut(group) else {
             return;
         };
         if let Some(record) = room.sessions.iter_mut().find(|r| r.session == session) {
@@ -253,45 +293,9 @@ impl Hub {
         notify_all(room, &Notice::ListChanged);
     }
 
-    /// Makes viewers publishers (a `PUBLISH_ACCEPT`), within the room's limit, and tells
-    /// each of them `frame`, then everyone the new list.
-    pub fn promote(
-        &self,
-        group: &GroupName,
-        sessions: &[String],
-        frame: Value,
-    ) -> Result<(), Refusal> {
-        let mut rooms = self.rooms();
-        let Some(room) = rooms.get_mut(group) else {
-            return Err(Refusal::new(code::ROOM_NOT_FOUND, "the room is gone"));
-        };
-        let publishers = room.sessions.iter().filter(|r| r.publisher).count();
-        let promoted = room
-            .sessions
-            .iter()
-            .filter(|r| !r.publisher && sessions.contains(&r.session))
-            .count();
-        if publishers + promoted > MAX_PUBLISHERS {
-            return Err(Refusal::new(
-                code::INTERNAL_SERVER_ERROR,
-                format!("a room holds at most {MAX_PUBLISHERS} publishers"),
-            ));
-        }
-        for record in room
-            .sessions
-            .iter_mut()
-            .filter(|r| sessions.contains(&r.session))
-        {
-            record.publisher = true;
-            let _ = record.notices.send(Notice::Frame(frame.clone()));
-        }
-        notify_all(room, &Notice::ListChanged);
-        Ok(())
-    }
-
     /// Sends a notice to some sessions of a room.
     pub fn tell(&self, group: &GroupName, sessions: &[String], notice: Notice) {
-        if let Some(room) = self.rooms().get(group) {
+        if let Some(room) = self.rooms().rooms.get(group) {
             for record in room
                 .sessions
                 .iter()
@@ -305,7 +309,7 @@ impl Hub {
     /// The other peer of a `p2p` room.
     pub fn peer(&self, group: &GroupName, session: &str) -> Found {
         let rooms = self.rooms();
-        let Some(room) = rooms.get(group) else {
+        let Some(room) = rooms.rooms.get(group) else {
             return Found::Never;
         };
         let others: Vec<Record> = room
@@ -324,99 +328,55 @@ impl Hub {
     }
 }
 
+fn find_in(room: &Room, target: &Target) -> Found {
+    let matches = |user: &str, session: &str| match target {
+        Target::User(u) => u == user,
+        Target::Session { session: s, .. } => s == session,
+    };
+    let found: Vec<Record> = room
+        .sessions
+        .iter()
+        .filter(|r| matches(r.user(), &r.session))
+        .cloned()
+        .collect();
+    if !found.is_empty() {
+        Found::Sessions(found)
+    } else if room.left.iter().any(|(u, s)| matches(u, s)) {
+        Found::Left
+    } else {
+        Found::Never
+    }
+}
+
+/// Whom a target names, for messages.
+pub fn describe(target: &Target) -> String {
+    match target {
+        Target::User(user) => format!("user {user}"),
+        Target::Session { session, .. } => format!("session {session}"),
+    }
+}
+
 fn notify_all(room: &Room, notice: &Notice) {
     for record in &room.sessions {
         let _ = record.notices.send(notice.clone());
     }
 }
 
-/// The admin of a room: its oldest publisher.
+/// The admin of a room: the Room Signals session that has published longest (a
+/// promotion counts from its acceptance).
 pub fn admin(records: &[Record]) -> Option<&Record> {
-    records.iter().find(|r| r.publisher)
+    records
+        .iter()
+        .filter(|r| r.publisher)
+        .min_by_key(|r| r.since)
+}
+
+/// The publishers of a room, the admin first, then by how long they have published.
+pub fn publishers(records: &[Record]) -> Vec<&Record> {
+    let mut publishers: Vec<&Record> = records.iter().filter(|r| r.publisher).collect();
+    publishers.sort_by_key(|r| r.since);
+    publishers
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(session: &str, channel: Channel, creating: bool, media: bool) -> Entry {
-        Entry {
-            group: GroupName::new("room").unwrap(),
-            channel,
-            creating,
-            others_present: false,
-            info: SessionInfo {
-                user_id: Some(format!("user-{session}")),
-                session_id: Some(session.into()),
-                ..Default::default()
-            },
-            session: session.into(),
-            video: media,
-            audio: media,
-            notices: mpsc::unbounded_channel().0,
-        }
-    }
-
-    #[test]
-    fn roles_follow_the_room_type_and_its_limit() {
-        let hub = Hub::default();
-        let room = GroupName::new("room").unwrap();
-        assert_eq!(
-            hub.enter(entry("a", Channel::M2m, false, true))
-                .unwrap_err()
-                .code,
-            code::ROOM_NOT_FOUND
-        );
-        assert!(hub.enter(entry("a", Channel::M2m, true, true)).unwrap());
-        assert_eq!(
-            hub.enter(entry("b", Channel::M2m, true, true))
-                .unwrap_err()
-                .code,
-            code::ALREADY_EXIST_ROOM
-        );
-        assert_eq!(
-            hub.enter(entry("b", Channel::A2m, false, true))
-                .unwrap_err()
-                .code,
-            code::UNSUPPORTED_CHANNEL
-        );
-        assert!(
-            !hub.enter(entry("quiet", Channel::M2m, false, false))
-                .unwrap()
-        );
-        for n in 1..MAX_PUBLISHERS {
-            assert!(
-                hub.enter(entry(&n.to_string(), Channel::M2m, false, true))
-                    .unwrap()
-            );
-        }
-        assert!(
-            !hub.enter(entry("tenth", Channel::M2m, false, true))
-                .unwrap()
-        );
-        assert_eq!(admin(&hub.records(&room)).unwrap().session, "a");
-        hub.leave(&room, "a", true);
-        assert_eq!(admin(&hub.records(&room)).unwrap().session, "1");
-        assert!(matches!(
-            hub.find(&room, &Target::User("user-a".into())),
-            Found::Left
-        ));
-        assert!(matches!(
-            hub.find(&room, &Target::User("nobody".into())),
-            Found::Never
-        ));
-    }
-
-    #[test]
-    fn a_p2p_room_holds_two_peers() {
-        let hub = Hub::default();
-        assert!(hub.enter(entry("a", Channel::P2p, true, true)).unwrap());
-        assert!(hub.enter(entry("b", Channel::P2p, false, false)).unwrap());
-        assert_eq!(
-            hub.enter(entry("c", Channel::P2p, false, true))
-                .unwrap_err()
-                .code,
-            code::INTERNAL_SERVER_ERROR
-        );
-    }
-}
+mod tests;
